@@ -1,0 +1,54 @@
+//! Signing: a static bearer token (RFC 6750) from a secret.
+
+use serde::Deserialize;
+
+use super::{AuthContext, AuthError};
+use crate::request::{HeaderValue, Request};
+use crate::secrets::SecretString;
+
+/// `auth: { bearer: { secret, field } }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BearerConfig {
+    /// Secret id (name or ARN).
+    pub secret: String,
+    /// Field holding the token. Default `token`; a secret that is a plain string (not a JSON
+    /// object) is the token itself.
+    pub field: Option<String>,
+}
+
+/// Static bearer token.
+#[derive(Debug)]
+pub struct Bearer {
+    config: BearerConfig,
+}
+
+impl Bearer {
+    /// From configuration.
+    pub fn new(config: BearerConfig) -> Self {
+        Bearer { config }
+    }
+
+    pub(super) async fn apply(
+        &self,
+        request: &mut Request,
+        cx: &AuthContext<'_>,
+    ) -> Result<(), AuthError> {
+        let secret = cx.secrets.get(&self.config.secret).await?;
+        let token = match &self.config.field {
+            Some(field) => secret.field(Some(field))?,
+            None if secret.is_json() => secret.field(Some("token"))?,
+            None => secret.field(None)?,
+        };
+        request.set_header("authorization", header(&token));
+        Ok(())
+    }
+}
+
+/// `Authorization: Bearer <token>`, shown as `Bearer ****`.
+pub(crate) fn header(token: &SecretString) -> HeaderValue {
+    HeaderValue::Secret {
+        value: SecretString::new(format!("Bearer {}", token.expose())),
+        shown: "Bearer ****".to_owned(),
+    }
+}

@@ -1,0 +1,419 @@
+//! Configuration: raw serde structs (unknown fields are errors) → a validated, compiled
+//! [`Config`], built once at cold start. Errors name the route and the field.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::AuthConfig;
+use crate::delivery::RetryPolicy;
+use crate::event::{ObjectEvent, Source};
+use crate::routing::{MatchConfig, Matcher};
+use crate::target::{Target, TargetConfig};
+use crate::template::Templates;
+
+/// Inline configuration (YAML or JSON).
+pub const ENV_INLINE: &str = "BUCKET_TRIGGER_CONFIG";
+/// Path of a configuration file.
+pub const ENV_FILE: &str = "BUCKET_TRIGGER_CONFIG_FILE";
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Tuning; every field optional.
+    #[serde(default)]
+    pub settings: RawSettings,
+    /// Routes, tried in order; an event may match several.
+    pub routes: Vec<RawRoute>,
+}
+
+/// `settings:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// How long a fetched secret is reused (default 300 s; env `BUCKET_TRIGGER_SECRETS_TTL_SECONDS`).
+    pub secrets_ttl_seconds: Option<u64>,
+    /// Requests in flight at once per invocation (default 16).
+    pub max_concurrency: Option<usize>,
+    /// Time limit of one HTTP attempt (default 10 000 ms).
+    pub request_timeout_ms: Option<u64>,
+    /// Time limit to connect (default 3 000 ms).
+    pub connect_timeout_ms: Option<u64>,
+    /// Attempts per delivery, the first included (default 4).
+    pub max_attempts: Option<u32>,
+    /// First backoff cap (default 200 ms); doubles per retry.
+    pub backoff_base_ms: Option<u64>,
+    /// Largest backoff (default 5 000 ms).
+    pub backoff_max_ms: Option<u64>,
+    /// Time kept free before the Lambda deadline (default 2 000 ms).
+    pub deadline_margin_ms: Option<u64>,
+}
+
+/// One route as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique name; used in logs, reports and default run ids.
+    pub name: String,
+    /// Conditions on the event; absent = every object-created event.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// One target ...
+    pub target: Option<TargetConfig>,
+    /// ... or several (fan-out).
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+}
+
+/// Compiled settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Secret cache TTL.
+    pub secrets_ttl: Duration,
+    /// Requests in flight at once.
+    pub max_concurrency: usize,
+    /// One attempt's time limit.
+    pub request_timeout: Duration,
+    /// Connect time limit.
+    pub connect_timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    /// Route name.
+    pub name: String,
+    /// Compiled conditions.
+    pub matcher: Matcher,
+    /// Its targets.
+    pub targets: Vec<Box<dyn Target>>,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Settings.
+    pub settings: Settings,
+    /// Routes, in order.
+    pub routes: Vec<Route>,
+    /// Every template of every route.
+    pub templates: Templates,
+    /// Secret ids the routes read, sorted, deduplicated.
+    pub secret_ids: Vec<String>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No configuration was given.
+    #[error(
+        "no configuration: pass --config FILE, or set {ENV_INLINE} (inline YAML/JSON) or \
+         {ENV_FILE} (a path)"
+    )]
+    Missing,
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {message}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// Not valid YAML, or fields of the wrong shape.
+    #[error("config {origin}: {message}")]
+    Syntax {
+        /// Where the text came from.
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Parsed, but a value is wrong.
+    #[error("config {origin}: {field}: {message}")]
+    Invalid {
+        /// Where the text came from.
+        origin: String,
+        /// `routes[1] (sales-csv).targets[0].airflow.run_id` and the like.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads from `--config` if given, else `BUCKET_TRIGGER_CONFIG`, else
+    /// `BUCKET_TRIGGER_CONFIG_FILE`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        if let Some(path) = path {
+            return Self::from_file(path);
+        }
+        if let Ok(inline) = std::env::var(ENV_INLINE)
+            && !inline.trim().is_empty()
+        {
+            return Self::parse(&inline, ENV_INLINE);
+        }
+        if let Ok(path) = std::env::var(ENV_FILE)
+            && !path.trim().is_empty()
+        {
+            return Self::from_file(Path::new(&path));
+        }
+        Err(ConfigError::Missing)
+    }
+
+    /// Loads a file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and compiles YAML (or JSON, which is YAML) text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::compile(raw, origin)
+    }
+
+    /// Validates and compiles a parsed configuration.
+    pub fn compile(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
+        let invalid = |field: String, message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            field,
+            message,
+        };
+        let settings =
+            compile_settings(&raw.settings).map_err(|(field, message)| invalid(field, message))?;
+        if raw.routes.is_empty() {
+            return Err(invalid(
+                "routes".into(),
+                "at least one route is needed".into(),
+            ));
+        }
+        let mut templates = Templates::new();
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        let mut secret_ids = Vec::new();
+        for (index, route) in raw.routes.iter().enumerate() {
+            let here = format!("routes[{index}] ({})", route.name);
+            if route.name.trim().is_empty() {
+                return Err(invalid(
+                    format!("routes[{index}].name"),
+                    "must not be empty".into(),
+                ));
+            }
+            if raw.routes[..index]
+                .iter()
+                .any(|other| other.name == route.name)
+            {
+                return Err(invalid(
+                    format!("{here}.name"),
+                    "duplicate route name".into(),
+                ));
+            }
+            let matcher = Matcher::new(&route.matcher)
+                .map_err(|e| invalid(format!("{here}.match.glob"), e.to_string()))?;
+            let configs: Vec<(String, &TargetConfig)> =
+                match (&route.target, route.targets.as_slice()) {
+                    (Some(target), []) => vec![(format!("{here}.target"), target)],
+                    (None, []) => return Err(invalid(here, "needs `target` or `targets`".into())),
+                    (None, many) => many
+                        .iter()
+                        .enumerate()
+                        .map(|(i, target)| (format!("{here}.targets[{i}]"), target))
+                        .collect(),
+                    (Some(_), _) => {
+                        return Err(invalid(here, "give `target` or `targets`, not both".into()));
+                    }
+                };
+            let mut targets = Vec::with_capacity(configs.len());
+            for (name, config) in configs {
+                secret_ids.extend(config.auth().secret_ids().into_iter().map(str::to_owned));
+                let target = config
+                    .build(&name, &mut templates)
+                    .map_err(|e| invalid(name.clone(), e.to_string()))?;
+                // Render once against a full sample event so undefined names and filter
+                // mistakes fail here, at cold start, not on the first real object.
+                target
+                    .build(&sample_event(), &route.name, &templates)
+                    .map_err(|e| invalid(name.clone(), e.to_string()))?;
+                if let AuthConfig::None = config.auth() {
+                    tracing::debug!(target = %target.describe(), "no auth configured");
+                }
+                targets.push(target);
+            }
+            routes.push(Route {
+                name: route.name.clone(),
+                matcher,
+                targets,
+            });
+        }
+        secret_ids.sort();
+        secret_ids.dedup();
+        Ok(Config {
+            settings,
+            routes,
+            templates,
+            secret_ids,
+        })
+    }
+
+    /// The routes that `event` matches, in order.
+    pub fn matching<'a>(&'a self, event: &'a ObjectEvent) -> impl Iterator<Item = &'a Route> + 'a {
+        self.routes
+            .iter()
+            .filter(move |route| route.matcher.matches(event))
+    }
+}
+
+fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
+    let ms = |value: Option<u64>, default: u64| Duration::from_millis(value.unwrap_or(default));
+    let ttl = match raw.secrets_ttl_seconds {
+        Some(seconds) => seconds,
+        None => match std::env::var("BUCKET_TRIGGER_SECRETS_TTL_SECONDS") {
+            Ok(text) => text.trim().parse().map_err(|_| {
+                (
+                    "BUCKET_TRIGGER_SECRETS_TTL_SECONDS".to_owned(),
+                    format!("{text:?} is not a whole number of seconds"),
+                )
+            })?,
+            Err(_) => 300,
+        },
+    };
+    let settings = Settings {
+        secrets_ttl: Duration::from_secs(ttl),
+        max_concurrency: raw.max_concurrency.unwrap_or(16),
+        request_timeout: ms(raw.request_timeout_ms, 10_000),
+        connect_timeout: ms(raw.connect_timeout_ms, 3_000),
+        retry: RetryPolicy {
+            max_attempts: raw.max_attempts.unwrap_or(4),
+            base: ms(raw.backoff_base_ms, 200),
+            max: ms(raw.backoff_max_ms, 5_000),
+            deadline_margin: ms(raw.deadline_margin_ms, 2_000),
+        },
+    };
+    let positive = [
+        ("settings.max_concurrency", settings.max_concurrency as u64),
+        (
+            "settings.request_timeout_ms",
+            settings.request_timeout.as_millis() as u64,
+        ),
+        (
+            "settings.connect_timeout_ms",
+            settings.connect_timeout.as_millis() as u64,
+        ),
+        (
+            "settings.max_attempts",
+            u64::from(settings.retry.max_attempts),
+        ),
+    ];
+    for (field, value) in positive {
+        if value == 0 {
+            return Err((field.to_owned(), "must be at least 1".to_owned()));
+        }
+    }
+    Ok(settings)
+}
+
+/// An event with every field set, for checking templates at load time.
+fn sample_event() -> ObjectEvent {
+    ObjectEvent {
+        source: Source::S3,
+        bucket: "sample-bucket".into(),
+        key: "sample/dir/file name.csv".into(),
+        size: Some(1),
+        etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
+        version_id: Some("sample-version".into()),
+        sequencer: Some("0055AED6DCD90281E5".into()),
+        event_name: "ObjectCreated:Put".into(),
+        event_time: Some("1970-01-01T00:00:00.000Z".into()),
+        region: Some("us-east-1".into()),
+        record_id: Some("sample-message".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(yaml: &str) -> String {
+        Config::parse(yaml, "test.yaml").unwrap_err().to_string()
+    }
+
+    const TARGET: &str = "target: { airflow: { base_url: 'http://af', dag_id: d } }";
+
+    #[test]
+    fn a_minimal_config_compiles_with_defaults() {
+        let config = Config::parse(&format!("routes:\n  - name: r\n    {TARGET}\n"), "t").unwrap();
+        assert_eq!(config.routes.len(), 1);
+        assert_eq!(config.settings.retry.max_attempts, 4);
+        assert_eq!(config.settings.max_concurrency, 16);
+        assert!(config.secret_ids.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_route_and_field() {
+        let cases = [
+            (
+                format!("routes:\n  - name: r\n    bogus: 1\n    {TARGET}\n"),
+                "unknown field",
+            ),
+            (
+                "routes:\n  - name: r\n    target: { airflow: { base_url: 'http://af', dag_id: d, run_id: '{{ nope }}' } }\n".to_owned(),
+                "routes[0] (r).target: template routes[0] (r).target.run_id",
+            ),
+            (
+                "routes:\n  - name: r\n    target: { airflow: { base_url: 'ftp://af', dag_id: d } }\n".to_owned(),
+                "routes[0] (r).target: routes[0] (r).target.base_url: invalid URL",
+            ),
+            (
+                format!("routes:\n  - name: r\n    {TARGET}\n  - name: r\n    {TARGET}\n"),
+                "routes[1] (r).name: duplicate route name",
+            ),
+            (
+                format!("routes:\n  - name: r\n    match: {{ glob: '[x' }}\n    {TARGET}\n"),
+                "routes[0] (r).match.glob: invalid glob",
+            ),
+            ("routes:\n  - name: r\n".to_owned(), "routes[0] (r): needs `target` or `targets`"),
+            ("routes: []\n".to_owned(), "at least one route"),
+            (
+                format!("settings: {{ max_attempts: 0 }}\nroutes:\n  - name: r\n    {TARGET}\n"),
+                "settings.max_attempts: must be at least 1",
+            ),
+            (
+                "routes:\n  - name: r\n    target: { kafka: {} }\n".to_owned(),
+                "kafka",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let err = error(&yaml);
+            assert!(err.contains(want), "want {want:?} in: {err}");
+            assert!(err.starts_with("config test.yaml: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn fan_out_and_matching() {
+        let yaml = "
+routes:
+  - name: csv
+    match: { suffix: .csv }
+    targets:
+      - airflow: { base_url: 'http://af', dag_id: a, auth: { basic: { secret: s1 } } }
+      - webhook: { url: 'http://hook', auth: { bearer: { secret: s2 } } }
+  - name: all
+    target: { webhook: { url: 'http://hook', auth: { bearer: { secret: s1 } } } }
+";
+        let config = Config::parse(yaml, "t").unwrap();
+        assert_eq!(config.secret_ids, vec!["s1", "s2"]);
+        let event = sample_event();
+        let names: Vec<_> = config.matching(&event).map(|r| r.name.as_str()).collect();
+        assert_eq!(names, vec!["csv", "all"]);
+        assert_eq!(config.routes[0].targets.len(), 2);
+    }
+}

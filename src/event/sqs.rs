@@ -1,0 +1,59 @@
+//! Events in: SQS batches (`Records[].eventSource = "aws:sqs"`) whose bodies hold S3
+//! notifications, SNS envelopes of them, or EventBridge events.
+
+use aws_lambda_events::sqs::SqsEvent;
+use serde_json::Value;
+
+use super::{Body, EventError, Message};
+
+/// Parses an SQS batch. Each message is parsed on its own: a bad body fails only its message.
+pub(super) fn parse(value: Value) -> Result<Vec<Message>, EventError> {
+    let event: SqsEvent =
+        serde_json::from_value(value).map_err(|e| EventError::malformed("SQS batch", e))?;
+    Ok(event
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| {
+            let id = record.message_id;
+            let body = match record.body {
+                Some(body) => parse_message(&body),
+                None => Err(EventError::malformed(
+                    format!("SQS message {index}"),
+                    "missing body",
+                )),
+            };
+            Message { id, body }
+        })
+        .collect())
+}
+
+fn parse_message(body: &str) -> Result<Body, EventError> {
+    let mut value: Value = serde_json::from_str(body)
+        .map_err(|e| EventError::malformed("SQS message body", format!("not JSON: {e}")))?;
+    // SNS raw delivery off: the body is the SNS notification itself, not a Records envelope.
+    if value.get("Type").and_then(Value::as_str) == Some("Notification") {
+        value = sns_notification_as_records(value);
+    }
+    let body = super::parse_body(value)?;
+    Ok(match body {
+        Body::Objects(objects) => Body::Objects(
+            objects
+                .into_iter()
+                .map(|mut object| {
+                    object.source = object.source.via_sqs();
+                    object
+                })
+                .collect(),
+        ),
+        test @ Body::TestEvent { .. } => test,
+    })
+}
+
+/// SNS delivers to SQS as `{"Type": "Notification", "Message": "..."}`; rewrap it as the
+/// `Records[].Sns` shape SNS uses when it invokes a function, so one parser reads both.
+fn sns_notification_as_records(notification: Value) -> Value {
+    serde_json::json!({
+        "Records": [{ "EventSource": "aws:sns", "Sns": notification }]
+    })
+}

@@ -1,0 +1,193 @@
+//! Handler / main: runs as an AWS Lambda function, or as a CLI over one event file
+//! (`invoke`, with `--dry-run`) and a config checker (`validate`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use bucket_trigger::app::App;
+use bucket_trigger::config::Config;
+use bucket_trigger::{event, handler, secret_source};
+use lambda_runtime::{LambdaEvent, service_fn};
+
+const USAGE: &str = "\
+bucket-trigger: start workflow runs (Airflow, webhooks) when objects land in a bucket.
+
+USAGE:
+    bucket-trigger                         run as an AWS Lambda function (AWS_LAMBDA_RUNTIME_API set)
+    bucket-trigger invoke EVENT_FILE [--config FILE] [--secrets-file FILE] [--dry-run]
+    bucket-trigger validate [--config FILE]
+
+invoke    runs one event file (any supported shape) through the same code path as the Lambda,
+          prints a JSON report on stdout; exit 0 when every delivery succeeded (or already
+          existed), 1 when any failed, 2 on bad input.
+          --dry-run prints each signed request (secrets redacted) instead of sending it.
+validate  checks a config and prints its routes; exit 2 on an error naming the route and field.
+
+Config: --config FILE, else BUCKET_TRIGGER_CONFIG (inline YAML/JSON), else BUCKET_TRIGGER_CONFIG_FILE.
+Secrets: --secrets-file FILE (JSON: {\"secret-id\": {\"field\": \"value\"}}), else
+         BUCKET_TRIGGER_SECRETS_FILE, else AWS Secrets Manager.
+Lambda:  BUCKET_TRIGGER_DRY_RUN=1 answers with the requests instead of sending them.
+Logs:    RUST_LOG / AWS_LAMBDA_LOG_LEVEL (default info), AWS_LAMBDA_LOG_FORMAT=JSON.";
+
+enum Command {
+    Lambda,
+    Invoke {
+        event: PathBuf,
+        config: Option<PathBuf>,
+        secrets: Option<PathBuf>,
+        dry_run: bool,
+    },
+    Validate {
+        config: Option<PathBuf>,
+    },
+    Help,
+    Version,
+}
+
+fn parse_args() -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let Some(first) = parser.next()? else {
+        return Ok(Command::Lambda);
+    };
+    let sub = match first {
+        Long("help") | Short('h') => return Ok(Command::Help),
+        Long("version") | Short('V') => return Ok(Command::Version),
+        Value(value) => value.string()?,
+        other => return Err(other.unexpected()),
+    };
+    let (mut event, mut config, mut secrets, mut dry_run) = (None, None, None, false);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") | Short('c') => config = Some(parser.value()?.into()),
+            Long("secrets-file") if sub == "invoke" => secrets = Some(parser.value()?.into()),
+            Long("dry-run") if sub == "invoke" => dry_run = true,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Value(value) if sub == "invoke" && event.is_none() => event = Some(value.into()),
+            other => return Err(other.unexpected()),
+        }
+    }
+    match sub.as_str() {
+        "invoke" => Ok(Command::Invoke {
+            event: event.ok_or("invoke needs an EVENT_FILE (e.g. events/s3-put.json)")?,
+            config,
+            secrets,
+            dry_run,
+        }),
+        "validate" => Ok(Command::Validate { config }),
+        "lambda" => Ok(Command::Lambda),
+        other => Err(format!("unknown command {other:?}").into()),
+    }
+}
+
+fn main() -> ExitCode {
+    let command = match parse_args() {
+        Ok(command) => command,
+        Err(error) => {
+            eprintln!("error: {error}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Help => {
+                println!("{USAGE}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Version => {
+                println!("bucket-trigger {}", env!("CARGO_PKG_VERSION"));
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Lambda => lambda().await.map(|()| ExitCode::SUCCESS),
+            Command::Validate { config } => validate(config),
+            Command::Invoke {
+                event,
+                config,
+                secrets,
+                dry_run,
+            } => invoke(event, config, secrets, dry_run).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Lambda mode: build the app once, then serve invocations.
+async fn lambda() -> Result<()> {
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+        anyhow::bail!("AWS_LAMBDA_RUNTIME_API is not set: not running under Lambda.\n\n{USAGE}");
+    }
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::load(None)?;
+    let source = secret_source(None, !config.secret_ids.is_empty())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let app = App::new(config, source).context("cannot build the HTTP client")?;
+    let dry_run =
+        std::env::var("BUCKET_TRIGGER_DRY_RUN").is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
+    let app = &app;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            handler::handle(app, event, dry_run).await
+        },
+    ))
+    .await
+    .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
+}
+
+fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
+    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    let config = Config::load(config.as_deref())?;
+    println!("config OK: {} route(s)", config.routes.len());
+    for route in &config.routes {
+        println!("- {}: {}", route.name, route.matcher.describe());
+        for target in &route.targets {
+            println!("    → {}", target.describe());
+        }
+    }
+    if !config.secret_ids.is_empty() {
+        println!("secrets read: {}", config.secret_ids.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn invoke(
+    event_path: PathBuf,
+    config: Option<PathBuf>,
+    secrets: Option<PathBuf>,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    let config = Config::load(config.as_deref())?;
+    let bytes = std::fs::read(&event_path)
+        .with_context(|| format!("cannot read {}", event_path.display()))?;
+    let parsed = event::parse_bytes(&bytes)
+        .with_context(|| format!("event file {}", event_path.display()))?;
+    let source = secret_source(secrets.as_deref(), !config.secret_ids.is_empty())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let app = App::new(config, source).context("cannot build the HTTP client")?;
+    let report = app.process(&parsed, None, dry_run).await;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(if report.has_failures() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

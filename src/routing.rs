@@ -1,0 +1,195 @@
+//! Routing: which routes an event matches. Pure; no I/O.
+
+use serde::Deserialize;
+
+use crate::event::ObjectEvent;
+use crate::glob::{Glob, GlobError};
+
+/// One value or a list of them (`bucket: a` or `bucket: [a, b]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// Several values; any may match.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(value) => vec![value],
+            OneOrMany::Many(values) => values,
+        }
+    }
+}
+
+/// `match:` in a route. Every condition given must hold; an absent or empty one always holds.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Bucket name(s).
+    pub bucket: Option<OneOrMany>,
+    /// Key prefix.
+    pub prefix: Option<String>,
+    /// Key suffix.
+    pub suffix: Option<String>,
+    /// Key glob (`*`, `**`, `?`, `[...]`).
+    pub glob: Option<String>,
+    /// Event name pattern(s), S3 style: `ObjectCreated:*` (the default), `ObjectCreated:Put`.
+    /// A leading `s3:` is accepted, as in S3 notification configurations.
+    pub event: Option<OneOrMany>,
+}
+
+/// A compiled `match:`.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    buckets: Vec<String>,
+    prefix: String,
+    suffix: String,
+    glob: Option<Glob>,
+    events: Vec<String>,
+}
+
+impl Matcher {
+    /// Compiles a match configuration.
+    pub fn new(config: &MatchConfig) -> Result<Self, GlobError> {
+        let events = config
+            .event
+            .clone()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_else(|| vec!["ObjectCreated:*".to_owned()])
+            .into_iter()
+            .map(|pattern| pattern.strip_prefix("s3:").unwrap_or(&pattern).to_owned())
+            .collect();
+        Ok(Matcher {
+            buckets: config
+                .bucket
+                .clone()
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|bucket| !bucket.is_empty())
+                .collect(),
+            prefix: config.prefix.clone().unwrap_or_default(),
+            suffix: config.suffix.clone().unwrap_or_default(),
+            glob: config
+                .glob
+                .as_deref()
+                .filter(|glob| !glob.is_empty())
+                .map(Glob::new)
+                .transpose()?,
+            events,
+        })
+    }
+
+    /// Whether `event` satisfies every condition.
+    pub fn matches(&self, event: &ObjectEvent) -> bool {
+        (self.buckets.is_empty() || self.buckets.iter().any(|bucket| *bucket == event.bucket))
+            && event.key.starts_with(&self.prefix)
+            && event.key.ends_with(&self.suffix)
+            && self
+                .glob
+                .as_ref()
+                .is_none_or(|glob| glob.is_match(&event.key))
+            && self
+                .events
+                .iter()
+                .any(|pattern| event_matches(pattern, &event.event_name))
+    }
+
+    /// A one-line description for `validate`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.buckets.is_empty() {
+            parts.push(format!("bucket {}", self.buckets.join(" | ")));
+        }
+        if !self.prefix.is_empty() {
+            parts.push(format!("prefix {:?}", self.prefix));
+        }
+        if !self.suffix.is_empty() {
+            parts.push(format!("suffix {:?}", self.suffix));
+        }
+        if let Some(glob) = &self.glob {
+            parts.push(format!("glob {:?}", glob.as_str()));
+        }
+        parts.push(format!("event {}", self.events.join(" | ")));
+        parts.join(", ")
+    }
+}
+
+/// `ObjectCreated:*` matches `ObjectCreated:Put`; `*` alone matches everything; otherwise equal.
+fn event_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+
+    fn event(bucket: &str, key: &str, name: &str) -> ObjectEvent {
+        ObjectEvent {
+            source: Source::S3,
+            bucket: bucket.into(),
+            key: key.into(),
+            size: None,
+            etag: None,
+            version_id: None,
+            sequencer: None,
+            event_name: name.into(),
+            event_time: None,
+            region: None,
+            record_id: None,
+        }
+    }
+
+    fn matcher(yaml: &str) -> Matcher {
+        Matcher::new(&serde_saphyr::from_str(yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn every_condition_must_hold() {
+        let m = matcher("{ bucket: [a, b], prefix: in/, suffix: .csv, glob: 'in/**/x-*.csv' }");
+        assert!(m.matches(&event("a", "in/2026/x-1.csv", "ObjectCreated:Put")));
+        assert!(m.matches(&event(
+            "b",
+            "in/x-1.csv",
+            "ObjectCreated:CompleteMultipartUpload"
+        )));
+        assert!(
+            !m.matches(&event("c", "in/x-1.csv", "ObjectCreated:Put")),
+            "bucket"
+        );
+        assert!(
+            !m.matches(&event("a", "out/x-1.csv", "ObjectCreated:Put")),
+            "prefix"
+        );
+        assert!(
+            !m.matches(&event("a", "in/x-1.json", "ObjectCreated:Put")),
+            "suffix"
+        );
+        assert!(
+            !m.matches(&event("a", "in/y-1.csv", "ObjectCreated:Put")),
+            "glob"
+        );
+        assert!(
+            !m.matches(&event("a", "in/x-1.csv", "ObjectRemoved:Delete")),
+            "default event filter"
+        );
+    }
+
+    #[test]
+    fn empty_conditions_hold_and_event_patterns() {
+        let m = matcher("{ bucket: '', prefix: '', suffix: '' }");
+        assert!(m.matches(&event("any", "key", "ObjectCreated:Copy")));
+        let m = matcher("{ event: 's3:ObjectCreated:Put' }");
+        assert!(m.matches(&event("b", "k", "ObjectCreated:Put")));
+        assert!(!m.matches(&event("b", "k", "ObjectCreated:Copy")));
+        let m = matcher("{ event: '*' }");
+        assert!(m.matches(&event("b", "k", "ObjectRemoved:Delete")));
+    }
+}

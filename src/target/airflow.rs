@@ -1,0 +1,352 @@
+//! Targets: Apache Airflow DAG runs, through the stable REST API v1 (Airflow 2), the REST API
+//! v2 (Airflow 3), or the legacy experimental API (Airflow 1.10 and early 2.x).
+
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Built, Target, TargetError, excerpt, join, parse_base_url, run_id};
+use crate::auth::{Auth, AuthConfig};
+use crate::delivery::Verdict;
+use crate::event::ObjectEvent;
+use crate::request::{Body, Request};
+use crate::template::{self, StringTemplate, Templates, ValueTemplate};
+
+/// Which Airflow API to call.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AirflowApi {
+    /// Airflow 2 stable REST API: `POST /api/v1/dags/{dag_id}/dagRuns`.
+    V1,
+    /// Airflow 3 REST API: `POST /api/v2/dags/{dag_id}/dagRuns` (`logical_date` required).
+    #[default]
+    V2,
+    /// Legacy experimental API: `POST /api/experimental/dags/{dag_id}/dag_runs`.
+    Experimental,
+}
+
+/// `target: { airflow: {...} }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AirflowConfig {
+    /// Airflow's base URL, e.g. `https://airflow.example.com` (any path prefix is kept).
+    pub base_url: String,
+    /// API flavour; default `v2` (Airflow 3).
+    #[serde(default)]
+    pub api: AirflowApi,
+    /// DAG id (a template; percent-encoded into the path).
+    pub dag_id: String,
+    /// `dag_run_id` template; default: route, bucket, key and write sequencer. Always sanitized
+    /// to Airflow's run id alphabet and 250 characters.
+    pub run_id: Option<String>,
+    /// `conf` template tree; default: the normalized event.
+    pub conf: Option<Value>,
+    /// `logical_date` template (RFC 3339); default null (v2) or omitted (v1).
+    pub logical_date: Option<String>,
+    /// `note` template.
+    pub note: Option<String>,
+    /// How to authenticate; default none.
+    #[serde(default = "no_auth")]
+    pub auth: AuthConfig,
+}
+
+fn no_auth() -> AuthConfig {
+    AuthConfig::None
+}
+
+/// A configured Airflow target.
+#[derive(Debug)]
+pub struct Airflow {
+    base_url: Url,
+    api: AirflowApi,
+    dag_id: StringTemplate,
+    dag_id_source: String,
+    run_id: Option<StringTemplate>,
+    conf: Option<ValueTemplate>,
+    logical_date: Option<StringTemplate>,
+    note: Option<StringTemplate>,
+    auth: Auth,
+}
+
+impl Airflow {
+    /// Compiles the configuration; `name` prefixes template names in errors.
+    pub fn new(
+        config: &AirflowConfig,
+        name: &str,
+        templates: &mut Templates,
+    ) -> Result<Self, TargetError> {
+        let base_url = parse_base_url(&format!("{name}.base_url"), &config.base_url)?;
+        if config.dag_id.trim().is_empty() {
+            return Err(TargetError::Invalid {
+                field: format!("{name}.dag_id"),
+                reason: "must not be empty".to_owned(),
+            });
+        }
+        let mut string = |field: &str, source: &Option<String>| {
+            source
+                .as_deref()
+                .map(|source| templates.add_string(&format!("{name}.{field}"), source))
+                .transpose()
+        };
+        let run_id = string("run_id", &config.run_id)?;
+        let logical_date = string("logical_date", &config.logical_date)?;
+        let note = string("note", &config.note)?;
+        let dag_id = templates.add_string(&format!("{name}.dag_id"), &config.dag_id)?;
+        let conf = config
+            .conf
+            .as_ref()
+            .map(|conf| templates.add_value(&format!("{name}.conf"), conf))
+            .transpose()?;
+        Ok(Airflow {
+            auth: Auth::new(&config.auth, &base_url),
+            base_url,
+            api: config.api,
+            dag_id,
+            dag_id_source: config.dag_id.clone(),
+            run_id,
+            conf,
+            logical_date,
+            note,
+        })
+    }
+}
+
+impl Target for Airflow {
+    fn describe(&self) -> String {
+        let api = match self.api {
+            AirflowApi::V1 => "v1",
+            AirflowApi::V2 => "v2",
+            AirflowApi::Experimental => "experimental",
+        };
+        format!("airflow {api} dag {}", self.dag_id_source)
+    }
+
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn idempotent(&self) -> bool {
+        true
+    }
+
+    fn build(
+        &self,
+        event: &ObjectEvent,
+        route: &str,
+        templates: &Templates,
+    ) -> Result<Built, TargetError> {
+        let context = template::context_value(&template::Context::new(event, route));
+        let dag_id = templates.render_string(&self.dag_id, &context)?;
+        let run_id = match &self.run_id {
+            Some(t) => run_id::sanitize(&templates.render_string(t, &context)?),
+            None => run_id::default_for(route, event),
+        };
+        let conf = match &self.conf {
+            Some(t) => templates.render_value(t, &context)?,
+            None => serde_json::to_value(event).unwrap_or(Value::Null),
+        };
+        let render = |t: &Option<StringTemplate>| {
+            t.as_ref()
+                .map(|t| templates.render_string(t, &context))
+                .transpose()
+        };
+        let logical_date = render(&self.logical_date)?.filter(|date| !date.is_empty());
+        let note = render(&self.note)?;
+
+        let (url, body) = match self.api {
+            AirflowApi::V1 | AirflowApi::V2 => {
+                let version = if self.api == AirflowApi::V1 {
+                    "v1"
+                } else {
+                    "v2"
+                };
+                let url = join(
+                    &self.base_url,
+                    &["api", version, "dags", &dag_id, "dagRuns"],
+                );
+                let mut body = json!({ "dag_run_id": run_id, "conf": conf });
+                if let Some(date) = logical_date {
+                    body["logical_date"] = Value::String(date);
+                } else if self.api == AirflowApi::V2 {
+                    // Airflow 3 requires the field; null means "now, without a data interval".
+                    body["logical_date"] = Value::Null;
+                }
+                if let Some(note) = note {
+                    body["note"] = Value::String(note);
+                }
+                (url, body)
+            }
+            AirflowApi::Experimental => {
+                let url = join(
+                    &self.base_url,
+                    &["api", "experimental", "dags", &dag_id, "dag_runs"],
+                );
+                let mut body = json!({ "run_id": run_id, "conf": conf.to_string() });
+                if let Some(date) = logical_date {
+                    body["execution_date"] = Value::String(date);
+                }
+                (url, body)
+            }
+        };
+        let mut request = Request::new(Method::POST, url);
+        request.body = Body::Json(body);
+        Ok(Built {
+            request,
+            run_id: Some(run_id),
+        })
+    }
+
+    fn interpret(&self, status: StatusCode, body: &str) -> Verdict {
+        match status.as_u16() {
+            200..=299 => Verdict::Delivered {
+                detail: "dag run created".to_owned(),
+            },
+            409 => Verdict::AlreadyDelivered,
+            400 => Verdict::Permanent {
+                reason: format!("Airflow rejected the dag run (400): {}", problem(body)),
+            },
+            403 => Verdict::Permanent {
+                reason: format!(
+                    "Airflow refused (403): the user may not trigger this DAG: {}",
+                    problem(body)
+                ),
+            },
+            404 => Verdict::Permanent {
+                reason: format!(
+                    "Airflow answered 404: {}. Check dag_id, base_url, and api (v1 is Airflow 2, \
+                     v2 is Airflow 3)",
+                    problem(body)
+                ),
+            },
+            _ => Verdict::from_status(status, body),
+        }
+    }
+}
+
+/// The `detail`/`title` of an Airflow problem answer, or a body excerpt.
+fn problem(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let detail = parsed.as_ref().and_then(|v| {
+        v.get("detail")
+            .or_else(|| v.get("title"))
+            .or_else(|| v.get("error"))
+            .map(|detail| match detail {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+    });
+    excerpt(&detail.unwrap_or_else(|| body.to_owned()), 300)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+
+    fn event() -> ObjectEvent {
+        ObjectEvent {
+            source: Source::S3,
+            bucket: "acme".into(),
+            key: "in/a b.csv".into(),
+            size: Some(3),
+            etag: Some("e".into()),
+            version_id: None,
+            sequencer: Some("0055".into()),
+            event_name: "ObjectCreated:Put".into(),
+            event_time: Some("2026-11-25T08:00:00.000Z".into()),
+            region: None,
+            record_id: None,
+        }
+    }
+
+    fn airflow(yaml: &str) -> (Airflow, Templates) {
+        let config: AirflowConfig = serde_saphyr::from_str(yaml).unwrap();
+        let mut templates = Templates::new();
+        (
+            Airflow::new(&config, "routes[0]", &mut templates).unwrap(),
+            templates,
+        )
+    }
+
+    #[test]
+    fn v2_body_has_null_logical_date_and_the_event_as_conf() {
+        let (target, templates) = airflow("base_url: http://af:8080/\ndag_id: load sales\n");
+        let built = target.build(&event(), "r", &templates).unwrap();
+        assert_eq!(
+            built.request.url.as_str(),
+            "http://af:8080/api/v2/dags/load%20sales/dagRuns"
+        );
+        let Body::Json(body) = &built.request.body else {
+            panic!("json body")
+        };
+        assert_eq!(body["logical_date"], Value::Null);
+        assert_eq!(body["conf"]["key"], "in/a b.csv");
+        assert_eq!(body["conf"]["size"], 3);
+        assert_eq!(body["dag_run_id"], built.run_id.clone().unwrap());
+        assert_eq!(
+            body.as_object().unwrap().len(),
+            3,
+            "no unknown fields for Airflow 3: {body}"
+        );
+    }
+
+    #[test]
+    fn v1_and_experimental_shapes() {
+        let (target, templates) = airflow(
+            "base_url: http://af\napi: v1\ndag_id: d\nrun_id: 'x-{{ key | slug }}'\nnote: '{{ key }}'\nconf: { k: '{{ key }}' }\n",
+        );
+        let built = target.build(&event(), "r", &templates).unwrap();
+        assert_eq!(built.request.url.path(), "/api/v1/dags/d/dagRuns");
+        let Body::Json(body) = &built.request.body else {
+            panic!("json body")
+        };
+        assert_eq!(
+            body,
+            &json!({"dag_run_id": "x-in-a-b.csv", "conf": {"k": "in/a b.csv"}, "note": "in/a b.csv"})
+        );
+
+        let (target, templates) =
+            airflow("base_url: http://af\napi: experimental\ndag_id: d\nconf: { k: 1 }\n");
+        let built = target.build(&event(), "r", &templates).unwrap();
+        assert_eq!(
+            built.request.url.path(),
+            "/api/experimental/dags/d/dag_runs"
+        );
+        let Body::Json(body) = &built.request.body else {
+            panic!("json body")
+        };
+        assert_eq!(body["conf"], "{\"k\":1}");
+    }
+
+    #[test]
+    fn answers() {
+        let (target, _) = airflow("base_url: http://af\ndag_id: d\n");
+        let ok = |code| StatusCode::from_u16(code).unwrap();
+        assert!(matches!(
+            target.interpret(ok(200), "{}"),
+            Verdict::Delivered { .. }
+        ));
+        assert!(matches!(
+            target.interpret(ok(409), "{}"),
+            Verdict::AlreadyDelivered
+        ));
+        assert!(matches!(
+            target.interpret(ok(503), ""),
+            Verdict::Retry { .. }
+        ));
+        assert!(matches!(
+            target.interpret(ok(401), ""),
+            Verdict::Unauthorized { .. }
+        ));
+        let Verdict::Permanent { reason } = target.interpret(
+            ok(404),
+            r#"{"detail": "DAG with dag_id: 'd' not found", "status": 404}"#,
+        ) else {
+            panic!("404 is permanent")
+        };
+        assert!(
+            reason.contains("DAG with dag_id: 'd' not found") && reason.contains("api (v1"),
+            "{reason}"
+        );
+    }
+}

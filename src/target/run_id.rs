@@ -1,0 +1,84 @@
+//! Targets: deterministic run ids, so a redelivered event never starts a second run.
+//!
+//! Airflow accepts run ids matching `^[A-Za-z0-9_.~:+-]+$` (its default
+//! `allowed_run_id_pattern`) of at most 250 characters.
+
+use sha2::{Digest, Sha256};
+
+use crate::event::ObjectEvent;
+use crate::template::{hex, is_run_id_char, slug};
+
+/// Longest run id Airflow stores.
+pub const MAX_LEN: usize = 250;
+const HASH_LEN: usize = 16;
+
+/// The default run id for an event on a route: route, bucket, key and the object's write
+/// identity (sequencer, else version id, else ETag), so each write of each object triggers once
+/// per route.
+pub fn default_for(route: &str, event: &ObjectEvent) -> String {
+    let write = event
+        .sequencer
+        .as_deref()
+        .or(event.version_id.as_deref())
+        .or(event.etag.as_deref())
+        .unwrap_or("");
+    sanitize(&format!("{route}__{}/{}__{write}", event.bucket, event.key))
+}
+
+/// Makes `raw` a valid run id without ever mapping two different inputs to one output:
+/// a valid id of at most 250 characters is kept as is; anything else becomes its slug, cut to
+/// fit, followed by `~` and 16 hex digits of the SHA-256 of the original.
+pub fn sanitize(raw: &str) -> String {
+    if !raw.is_empty() && raw.len() <= MAX_LEN && raw.chars().all(is_run_id_char) {
+        return raw.to_owned();
+    }
+    let digest = hex(&Sha256::digest(raw.as_bytes()));
+    let mut readable = slug(raw);
+    readable.truncate(MAX_LEN - HASH_LEN - 1);
+    format!("{readable}~{}", &digest[..HASH_LEN])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(id: &str) -> bool {
+        !id.is_empty() && id.len() <= MAX_LEN && id.chars().all(is_run_id_char)
+    }
+
+    #[test]
+    fn valid_ids_are_kept() {
+        assert_eq!(
+            sanitize("s3__bucket__key.csv__0A1B"),
+            "s3__bucket__key.csv__0A1B"
+        );
+    }
+
+    #[test]
+    fn invalid_ids_are_valid_after_and_do_not_collide() {
+        let a = sanitize("r__b/dir/a b.csv__1");
+        let b = sanitize("r__b/dir/a-b.csv__1");
+        let c = sanitize("r__b/dir/a_b.csv__1");
+        assert!(valid(&a) && valid(&b) && valid(&c), "{a} {b} {c}");
+        assert_ne!(a, b);
+        assert_ne!(b, c);
+        assert!(a.starts_with("r__b-dir-a-b.csv__1~"), "{a}");
+        assert_eq!(a, sanitize("r__b/dir/a b.csv__1"), "deterministic");
+    }
+
+    #[test]
+    fn long_and_unicode_ids_fit() {
+        let long = format!("r__b/{}__1", "日本/".repeat(200));
+        let id = sanitize(&long);
+        assert!(valid(&id), "{id}");
+        assert_eq!(id.len(), MAX_LEN.min(id.len()));
+        let longer = format!("{long}x");
+        assert_ne!(sanitize(&longer), id, "tails differ, so hashes differ");
+        let ascii = "x".repeat(400);
+        assert_eq!(sanitize(&ascii).len(), MAX_LEN);
+        assert_eq!(
+            sanitize(""),
+            format!("~{}", &hex(&Sha256::digest(b""))[..16])
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! Targets: a generic webhook, a templated JSON request to a configured URL (chat and
+//! messenger notifications, custom APIs).
+
+use std::collections::BTreeMap;
+
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Built, Target, TargetError, excerpt, parse_base_url};
+use crate::auth::{Auth, AuthConfig};
+use crate::delivery::Verdict;
+use crate::event::ObjectEvent;
+use crate::request::{Body, HeaderValue, Request};
+use crate::template::{self, StringTemplate, Templates, ValueTemplate};
+
+/// `target: { webhook: {...} }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The URL (from configuration only).
+    pub url: String,
+    /// HTTP method; default `POST`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra headers; values are templates. Do not put credentials here: use `auth`.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Body template tree; default: the normalized event.
+    pub body: Option<Value>,
+    /// Statuses that mean success; default any 2xx.
+    pub success_status: Option<Vec<u16>>,
+    /// How to authenticate: `none` (default), `basic`, `bearer`.
+    #[serde(default = "no_auth")]
+    pub auth: AuthConfig,
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+fn no_auth() -> AuthConfig {
+    AuthConfig::None
+}
+
+/// A configured webhook.
+#[derive(Debug)]
+pub struct Webhook {
+    url: Url,
+    method: Method,
+    headers: Vec<(String, StringTemplate)>,
+    body: Option<ValueTemplate>,
+    success_status: Option<Vec<u16>>,
+    auth: Auth,
+}
+
+impl Webhook {
+    /// Compiles the configuration; `name` prefixes template names in errors.
+    pub fn new(
+        config: &WebhookConfig,
+        name: &str,
+        templates: &mut Templates,
+    ) -> Result<Self, TargetError> {
+        let url = parse_webhook_url(&format!("{name}.url"), &config.url)?;
+        let method =
+            Method::from_bytes(config.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                TargetError::Invalid {
+                    field: format!("{name}.method"),
+                    reason: format!("{:?} is not an HTTP method", config.method),
+                }
+            })?;
+        let headers = config
+            .headers
+            .iter()
+            .map(|(header, value)| {
+                if header.eq_ignore_ascii_case("authorization") {
+                    return Err(TargetError::Invalid {
+                        field: format!("{name}.headers.{header}"),
+                        reason: "put credentials in `auth` (read from a secret), not in headers"
+                            .to_owned(),
+                    });
+                }
+                let template = templates.add_string(&format!("{name}.headers.{header}"), value)?;
+                Ok((header.to_ascii_lowercase(), template))
+            })
+            .collect::<Result<_, TargetError>>()?;
+        if let Some(codes) = &config.success_status
+            && (codes.is_empty() || codes.iter().any(|code| !(100..=599).contains(code)))
+        {
+            return Err(TargetError::Invalid {
+                field: format!("{name}.success_status"),
+                reason: "must list HTTP status codes (100-599)".to_owned(),
+            });
+        }
+        let body = config
+            .body
+            .as_ref()
+            .map(|body| templates.add_value(&format!("{name}.body"), body))
+            .transpose()?;
+        Ok(Webhook {
+            auth: Auth::new(&config.auth, &url),
+            url,
+            method,
+            headers,
+            body,
+            success_status: config.success_status.clone(),
+        })
+    }
+}
+
+/// A webhook URL may carry a query (many chat webhooks do) but no credentials.
+fn parse_webhook_url(field: &str, raw: &str) -> Result<Url, TargetError> {
+    let without_query = raw.split(['?', '#']).next().unwrap_or(raw);
+    parse_base_url(field, without_query)?;
+    Url::parse(raw).map_err(|e| TargetError::Url {
+        field: field.to_owned(),
+        url: raw.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+impl Target for Webhook {
+    fn describe(&self) -> String {
+        format!(
+            "webhook {} {}://{}{}",
+            self.method,
+            self.url.scheme(),
+            self.url.host_str().unwrap_or_default(),
+            self.url.path()
+        )
+    }
+
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn idempotent(&self) -> bool {
+        false
+    }
+
+    fn build(
+        &self,
+        event: &ObjectEvent,
+        route: &str,
+        templates: &Templates,
+    ) -> Result<Built, TargetError> {
+        let context = template::context_value(&template::Context::new(event, route));
+        let body = match &self.body {
+            Some(t) => templates.render_value(t, &context)?,
+            None => serde_json::to_value(event).unwrap_or(Value::Null),
+        };
+        let mut request = Request::new(self.method.clone(), self.url.clone());
+        for (name, value) in &self.headers {
+            let value = templates.render_string(value, &context)?;
+            request.set_header(name, HeaderValue::Plain(value));
+        }
+        request.body = Body::Json(body);
+        Ok(Built {
+            request,
+            run_id: None,
+        })
+    }
+
+    fn interpret(&self, status: StatusCode, body: &str) -> Verdict {
+        match &self.success_status {
+            Some(codes) if codes.contains(&status.as_u16()) => Verdict::Delivered {
+                detail: format!("HTTP {}", status.as_u16()),
+            },
+            Some(_) if status.is_success() => Verdict::Permanent {
+                reason: format!(
+                    "HTTP {} is not in success_status: {}",
+                    status.as_u16(),
+                    excerpt(body, 300)
+                ),
+            },
+            _ => Verdict::from_status(status, body),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+
+    fn webhook(yaml: &str) -> Result<(Webhook, Templates), TargetError> {
+        let config: WebhookConfig = serde_saphyr::from_str(yaml).unwrap();
+        let mut templates = Templates::new();
+        Webhook::new(&config, "routes[0].targets[0]", &mut templates).map(|w| (w, templates))
+    }
+
+    #[test]
+    fn renders_body_and_headers() {
+        let (hook, templates) = webhook(
+            "url: https://chat.example.com/hooks/x?k=1\nheaders: { X-Object: '{{ key }}' }\nbody: { text: 'New file {{ key }} ({{ size }} bytes)' }\n",
+        )
+        .unwrap();
+        let event = ObjectEvent {
+            source: Source::EventBridge,
+            bucket: "b".into(),
+            key: "k.csv".into(),
+            size: Some(10),
+            etag: None,
+            version_id: None,
+            sequencer: None,
+            event_name: "ObjectCreated:Put".into(),
+            event_time: None,
+            region: None,
+            record_id: None,
+        };
+        let built = hook.build(&event, "r", &templates).unwrap();
+        assert_eq!(
+            built.request.url.as_str(),
+            "https://chat.example.com/hooks/x?k=1"
+        );
+        let printable = built.request.printable();
+        assert_eq!(
+            printable.headers,
+            vec![("x-object".to_owned(), "k.csv".to_owned())]
+        );
+        assert_eq!(
+            printable.body.unwrap(),
+            serde_json::json!({"text": "New file k.csv (10 bytes)"})
+        );
+    }
+
+    #[test]
+    fn success_status_overrides_2xx() {
+        let (hook, _) = webhook("url: http://h/x\nsuccess_status: [202]\n").unwrap();
+        assert!(matches!(
+            hook.interpret(StatusCode::ACCEPTED, ""),
+            Verdict::Delivered { .. }
+        ));
+        assert!(matches!(
+            hook.interpret(StatusCode::OK, ""),
+            Verdict::Permanent { .. }
+        ));
+        assert!(matches!(
+            hook.interpret(StatusCode::BAD_GATEWAY, ""),
+            Verdict::Retry { .. }
+        ));
+    }
+
+    #[test]
+    fn credentials_in_headers_or_url_are_refused() {
+        let err =
+            webhook("url: http://h/x\nheaders: { Authorization: 'Bearer abc' }\n").unwrap_err();
+        assert!(err.to_string().contains("auth"), "{err}");
+        assert!(webhook("url: http://u:p@h/x\n").is_err());
+    }
+}

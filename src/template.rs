@@ -1,0 +1,385 @@
+//! Routes: Jinja templates (minijinja) over an object event, compiled once at cold start.
+//!
+//! A string that is exactly one `{{ expression }}` keeps the expression's type, so
+//! `size: "{{ size }}"` renders the number `1024`, not the string `"1024"`. Any other string
+//! renders as text; strings with no `{{`/`{%` are literals and cost nothing per event.
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+use crate::event::ObjectEvent;
+
+/// A template failed to compile or render.
+#[derive(Debug, thiserror::Error)]
+#[error("template {name}: {message}")]
+pub struct TemplateError {
+    name: String,
+    message: String,
+}
+
+impl TemplateError {
+    fn new(name: &str, error: &minijinja::Error) -> Self {
+        let mut message = error.to_string();
+        if let Some(detail) = error.detail()
+            && !message.contains(detail)
+        {
+            message = format!("{message}: {detail}");
+        }
+        TemplateError {
+            name: name.to_owned(),
+            message,
+        }
+    }
+}
+
+/// Handle to a compiled string template.
+#[derive(Debug, Clone)]
+pub enum StringTemplate {
+    /// No template syntax: used as is.
+    Literal(String),
+    /// A compiled template, by name in [`Templates`].
+    Compiled(String),
+}
+
+/// A JSON tree whose strings may be templates.
+#[derive(Debug, Clone)]
+pub enum ValueTemplate {
+    /// A value with no template syntax anywhere in it.
+    Literal(Json),
+    /// A string rendered as text.
+    Text(String),
+    /// A lone `{{ expression }}`, rendered as the expression's JSON value.
+    Native(String),
+    /// An array of templates.
+    Array(Vec<ValueTemplate>),
+    /// An object whose values are templates (keys are literal).
+    Object(Vec<(String, ValueTemplate)>),
+}
+
+/// What templates see: every [`ObjectEvent`] field at the top level, the whole event as
+/// `event`, and the route name as `route`.
+#[derive(Serialize)]
+pub struct Context<'a> {
+    #[serde(flatten)]
+    fields: &'a ObjectEvent,
+    event: &'a ObjectEvent,
+    route: &'a str,
+}
+
+impl<'a> Context<'a> {
+    /// The context for one event on one route.
+    pub fn new(event: &'a ObjectEvent, route: &'a str) -> Self {
+        Context {
+            fields: event,
+            event,
+            route,
+        }
+    }
+}
+
+/// All templates of a configuration, compiled into one environment.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").finish_non_exhaustive()
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// An empty environment with strict undefined variables and our filters:
+    /// `slug`, `basename`, `dirname`, `stem`, `extension`, `sha256`, plus Jinja's builtins
+    /// (`lower`, `replace`, `default`, `tojson`, `urlencode`, ...).
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("slug", slug);
+        env.add_filter("basename", |key: &str| basename(key).to_owned());
+        env.add_filter("dirname", |key: &str| match key.rfind('/') {
+            Some(index) => key[..index].to_owned(),
+            None => String::new(),
+        });
+        env.add_filter("stem", |key: &str| {
+            let name = basename(key);
+            match name.rfind('.') {
+                Some(index) if index > 0 => name[..index].to_owned(),
+                _ => name.to_owned(),
+            }
+        });
+        env.add_filter("extension", |key: &str| {
+            let name = basename(key);
+            match name.rfind('.') {
+                Some(index) if index > 0 => name[index + 1..].to_owned(),
+                _ => String::new(),
+            }
+        });
+        env.add_filter("sha256", |text: &str| hex(&Sha256::digest(text.as_bytes())));
+        Templates { env }
+    }
+
+    /// Compiles a string template named `name` (used in error messages).
+    pub fn add_string(
+        &mut self,
+        name: &str,
+        source: &str,
+    ) -> Result<StringTemplate, TemplateError> {
+        if !has_syntax(source) {
+            return Ok(StringTemplate::Literal(source.to_owned()));
+        }
+        self.env
+            .add_template_owned(name.to_owned(), source.to_owned())
+            .map_err(|e| TemplateError::new(name, &e))?;
+        Ok(StringTemplate::Compiled(name.to_owned()))
+    }
+
+    /// Compiles a JSON tree of templates; `name` prefixes each leaf's name (`conf.bucket`).
+    pub fn add_value(&mut self, name: &str, value: &Json) -> Result<ValueTemplate, TemplateError> {
+        Ok(match value {
+            Json::String(source) if has_syntax(source) => {
+                if let Some(expression) = lone_expression(source) {
+                    let wrapped = format!("{{{{ ({expression}) | tojson }}}}");
+                    self.env
+                        .add_template_owned(name.to_owned(), wrapped)
+                        .map_err(|e| TemplateError::new(name, &e))?;
+                    ValueTemplate::Native(name.to_owned())
+                } else {
+                    self.env
+                        .add_template_owned(name.to_owned(), source.clone())
+                        .map_err(|e| TemplateError::new(name, &e))?;
+                    ValueTemplate::Text(name.to_owned())
+                }
+            }
+            Json::Array(items) => ValueTemplate::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| self.add_value(&format!("{name}[{index}]"), item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Json::Object(map) => ValueTemplate::Object(
+                map.iter()
+                    .map(|(key, item)| {
+                        Ok((key.clone(), self.add_value(&format!("{name}.{key}"), item)?))
+                    })
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+            literal => ValueTemplate::Literal(literal.clone()),
+        })
+    }
+
+    /// Renders a string template.
+    pub fn render_string(
+        &self,
+        template: &StringTemplate,
+        context: &Value,
+    ) -> Result<String, TemplateError> {
+        match template {
+            StringTemplate::Literal(text) => Ok(text.clone()),
+            StringTemplate::Compiled(name) => self.render(name, context),
+        }
+    }
+
+    /// Renders a JSON tree of templates.
+    pub fn render_value(
+        &self,
+        template: &ValueTemplate,
+        context: &Value,
+    ) -> Result<Json, TemplateError> {
+        Ok(match template {
+            ValueTemplate::Literal(value) => value.clone(),
+            ValueTemplate::Text(name) => Json::String(self.render(name, context)?),
+            ValueTemplate::Native(name) => {
+                let json = self.render(name, context)?;
+                serde_json::from_str(&json).map_err(|e| TemplateError {
+                    name: name.clone(),
+                    message: format!("expression did not render as JSON: {e}"),
+                })?
+            }
+            ValueTemplate::Array(items) => Json::Array(
+                items
+                    .iter()
+                    .map(|item| self.render_value(item, context))
+                    .collect::<Result<_, _>>()?,
+            ),
+            ValueTemplate::Object(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(key, item)| Ok((key.clone(), self.render_value(item, context)?)))
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+        })
+    }
+
+    fn render(&self, name: &str, context: &Value) -> Result<String, TemplateError> {
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| TemplateError::new(name, &e))?;
+        template
+            .render(context)
+            .map_err(|e| TemplateError::new(name, &e))
+    }
+}
+
+/// Builds the minijinja value for a context once; render many templates against it.
+pub fn context_value(context: &Context<'_>) -> Value {
+    Value::from(minijinja::value::Serde(context))
+}
+
+fn has_syntax(source: &str) -> bool {
+    source.contains("{{") || source.contains("{%") || source.contains("{#")
+}
+
+/// The expression inside `{{ ... }}` when that is the whole string.
+fn lone_expression(source: &str) -> Option<&str> {
+    let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    if inner.contains("{{") || inner.contains("}}") || inner.contains("{%") || inner.contains("{#")
+    {
+        return None;
+    }
+    Some(inner.trim())
+}
+
+fn basename(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
+/// Replaces every run of characters outside `[A-Za-z0-9_.~:+-]` (Airflow's run id alphabet)
+/// with a single `-`.
+pub fn slug(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut replaced = false;
+    for c in text.chars() {
+        if is_run_id_char(c) {
+            out.push(c);
+            replaced = false;
+        } else if !replaced {
+            out.push('-');
+            replaced = true;
+        }
+    }
+    out
+}
+
+/// Whether `c` is in Airflow's default `allowed_run_id_pattern`, `^[A-Za-z0-9_.~:+-]+$`.
+pub fn is_run_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '~' | ':' | '+' | '-')
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Source;
+    use serde_json::json;
+
+    fn event() -> ObjectEvent {
+        ObjectEvent {
+            source: Source::S3,
+            bucket: "acme-landing".into(),
+            key: "sales/2026/Q4 report.csv".into(),
+            size: Some(1024),
+            etag: Some("abc".into()),
+            version_id: None,
+            sequencer: Some("0A1B2C".into()),
+            event_name: "ObjectCreated:Put".into(),
+            event_time: Some("2026-11-25T08:00:00.000Z".into()),
+            region: Some("eu-west-1".into()),
+            record_id: None,
+        }
+    }
+
+    #[test]
+    fn lone_expressions_keep_their_type_and_text_stays_text() {
+        let mut templates = Templates::new();
+        let conf = json!({
+            "size": "{{ size }}",
+            "missing_version": "{{ version_id }}",
+            "uri": "s3://{{ bucket }}/{{ key }}",
+            "file": "{{ key | basename }}",
+            "parts": ["{{ key | stem }}", "{{ key | extension }}", "{{ key | dirname }}"],
+            "fixed": 7,
+            "route": "{{ route }}",
+            "nested": { "source": "{{ event.source }}" }
+        });
+        let template = templates.add_value("conf", &conf).unwrap();
+        let event = event();
+        let rendered = templates
+            .render_value(&template, &context_value(&Context::new(&event, "r1")))
+            .unwrap();
+        assert_eq!(
+            rendered,
+            json!({
+                "size": 1024,
+                "missing_version": null,
+                "uri": "s3://acme-landing/sales/2026/Q4 report.csv",
+                "file": "Q4 report.csv",
+                "parts": ["Q4 report", "csv", "sales/2026"],
+                "fixed": 7,
+                "route": "r1",
+                "nested": { "source": "s3" }
+            })
+        );
+    }
+
+    #[test]
+    fn slug_keeps_airflow_alphabet_and_collapses_the_rest() {
+        assert_eq!(slug("sales/2026/Q4 report.csv"), "sales-2026-Q4-report.csv");
+        assert_eq!(slug("a//b"), "a-b");
+        assert_eq!(slug("ok_.~:+-"), "ok_.~:+-");
+        let mut templates = Templates::new();
+        let t = templates
+            .add_string("id", "{{ key | slug }}-{{ key | sha256 }}")
+            .unwrap();
+        let event = event();
+        let text = templates
+            .render_string(&t, &context_value(&Context::new(&event, "r")))
+            .unwrap();
+        assert!(text.starts_with("sales-2026-Q4-report.csv-"), "{text}");
+        assert_eq!(text.len(), "sales-2026-Q4-report.csv-".len() + 64);
+    }
+
+    #[test]
+    fn undefined_variables_and_syntax_errors_are_named() {
+        let mut templates = Templates::new();
+        let err = templates
+            .add_string("routes[0].run_id", "{{ key ")
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("template routes[0].run_id:"),
+            "{err}"
+        );
+
+        let t = templates
+            .add_string("routes[0].note", "{{ buckett }}")
+            .unwrap();
+        let event = event();
+        let err = templates
+            .render_string(&t, &context_value(&Context::new(&event, "r")))
+            .unwrap_err();
+        assert!(err.to_string().contains("routes[0].note"), "{err}");
+        assert!(err.to_string().contains("undefined"), "{err}");
+    }
+}
