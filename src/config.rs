@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::AuthConfig;
 use crate::delivery::RetryPolicy;
 use crate::event::{ObjectEvent, Source};
 use crate::routing::{MatchConfig, Matcher};
@@ -242,9 +241,6 @@ impl Config {
                 target
                     .build(&sample_event(), &route.name, &templates)
                     .map_err(|e| invalid(name.clone(), e.to_string()))?;
-                if let AuthConfig::None = config.auth() {
-                    tracing::debug!(target = %target.describe(), "no auth configured");
-                }
                 targets.push(target);
             }
             routes.push(Route {

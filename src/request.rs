@@ -1,6 +1,7 @@
 //! What flows from target/ through auth/ to delivery: one HTTP request as plain data, whose
 //! secret-bearing headers know how to print themselves redacted.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use reqwest::{Method, Url};
@@ -89,6 +90,12 @@ impl Request {
                 .headers
                 .iter()
                 .map(|(name, value)| (name.clone(), value.shown().to_owned()))
+                .chain(match self.body {
+                    Body::Json(_) => {
+                        Some(("content-type".to_owned(), "application/json".to_owned()))
+                    }
+                    Body::Empty => None,
+                })
                 .collect(),
             body: match &self.body {
                 Body::Empty => None,
@@ -105,8 +112,8 @@ pub struct Printable {
     pub method: String,
     /// Full URL.
     pub url: String,
-    /// Headers, secret values redacted.
-    pub headers: Vec<(String, String)>,
+    /// Headers as sent (content-type included), secret values redacted.
+    pub headers: BTreeMap<String, String>,
     /// JSON body, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,

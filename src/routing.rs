@@ -85,7 +85,7 @@ impl Matcher {
 
     /// Whether `event` satisfies every condition.
     pub fn matches(&self, event: &ObjectEvent) -> bool {
-        (self.buckets.is_empty() || self.buckets.iter().any(|bucket| *bucket == event.bucket))
+        (self.buckets.is_empty() || self.buckets.contains(&event.bucket))
             && event.key.starts_with(&self.prefix)
             && event.key.ends_with(&self.suffix)
             && self

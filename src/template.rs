@@ -79,6 +79,34 @@ impl<'a> Context<'a> {
     }
 }
 
+/// The names a template can use: [`ObjectEvent`]'s fields, `event`, and `route`.
+pub const CONTEXT_NAMES: &[&str] = &[
+    "bucket",
+    "key",
+    "size",
+    "etag",
+    "version_id",
+    "sequencer",
+    "event_name",
+    "event_time",
+    "region",
+    "source",
+    "record_id",
+    "event",
+    "route",
+];
+
+/// Jinja's global functions, which are not variables of ours.
+const GLOBAL_FUNCTIONS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "lipsum",
+    "cycler",
+    "joiner",
+];
+
 /// All templates of a configuration, compiled into one environment.
 pub struct Templates {
     env: Environment<'static>,
@@ -136,9 +164,7 @@ impl Templates {
         if !has_syntax(source) {
             return Ok(StringTemplate::Literal(source.to_owned()));
         }
-        self.env
-            .add_template_owned(name.to_owned(), source.to_owned())
-            .map_err(|e| TemplateError::new(name, &e))?;
+        self.compile(name, source.to_owned())?;
         Ok(StringTemplate::Compiled(name.to_owned()))
     }
 
@@ -147,15 +173,10 @@ impl Templates {
         Ok(match value {
             Json::String(source) if has_syntax(source) => {
                 if let Some(expression) = lone_expression(source) {
-                    let wrapped = format!("{{{{ ({expression}) | tojson }}}}");
-                    self.env
-                        .add_template_owned(name.to_owned(), wrapped)
-                        .map_err(|e| TemplateError::new(name, &e))?;
+                    self.compile(name, format!("{{{{ ({expression}) | tojson }}}}"))?;
                     ValueTemplate::Native(name.to_owned())
                 } else {
-                    self.env
-                        .add_template_owned(name.to_owned(), source.clone())
-                        .map_err(|e| TemplateError::new(name, &e))?;
+                    self.compile(name, source.clone())?;
                     ValueTemplate::Text(name.to_owned())
                 }
             }
@@ -174,6 +195,36 @@ impl Templates {
                     .collect::<Result<_, TemplateError>>()?,
             ),
             literal => ValueTemplate::Literal(literal.clone()),
+        })
+    }
+
+    /// Adds a template and rejects names no event provides, so a typo fails at load time
+    /// (strict undefined alone would let `{{ typo | tojson }}` through as null).
+    fn compile(&mut self, name: &str, source: String) -> Result<(), TemplateError> {
+        self.env
+            .add_template_owned(name.to_owned(), source)
+            .map_err(|e| TemplateError::new(name, &e))?;
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| TemplateError::new(name, &e))?;
+        let mut unknown: Vec<String> = template
+            .undeclared_variables(false)
+            .into_iter()
+            .filter(|variable| !CONTEXT_NAMES.contains(&variable.as_str()))
+            .filter(|variable| !GLOBAL_FUNCTIONS.contains(&variable.as_str()))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        unknown.sort();
+        Err(TemplateError {
+            name: name.to_owned(),
+            message: format!(
+                "undefined variable(s) {}; available: {}",
+                unknown.join(", "),
+                CONTEXT_NAMES.join(", ")
+            ),
         })
     }
 
@@ -372,14 +423,37 @@ mod tests {
             "{err}"
         );
 
+        for source in [
+            "{{ buckett }}",
+            "x-{{ buckett | lower }}",
+            "{% if buckett %}x{% endif %}",
+        ] {
+            let err = templates
+                .add_string("routes[0].note", source)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("template routes[0].note: undefined variable(s) buckett;"),
+                "{err}"
+            );
+            assert!(err.contains("available: bucket, key"), "{err}");
+        }
+        let err = templates
+            .add_value("conf", &json!({"k": "{{ keyy }}"}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("template conf.k: undefined variable(s) keyy"),
+            "{err}"
+        );
+        // A typo in an attribute of a known name is caught when rendering (strict undefined).
         let t = templates
-            .add_string("routes[0].note", "{{ buckett }}")
+            .add_string("routes[0].x", "{{ event.buckett }}")
             .unwrap();
         let event = event();
         let err = templates
             .render_string(&t, &context_value(&Context::new(&event, "r")))
             .unwrap_err();
-        assert!(err.to_string().contains("routes[0].note"), "{err}");
-        assert!(err.to_string().contains("undefined"), "{err}");
+        assert!(err.to_string().contains("routes[0].x"), "{err}");
     }
 }

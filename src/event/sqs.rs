@@ -17,7 +17,7 @@ pub(super) fn parse(value: Value) -> Result<Vec<Message>, EventError> {
         .map(|(index, record)| {
             let id = record.message_id;
             let body = match record.body {
-                Some(body) => parse_message(&body),
+                Some(body) => parse_message(&body, id.as_deref()),
                 None => Err(EventError::malformed(
                     format!("SQS message {index}"),
                     "missing body",
@@ -28,7 +28,7 @@ pub(super) fn parse(value: Value) -> Result<Vec<Message>, EventError> {
         .collect())
 }
 
-fn parse_message(body: &str) -> Result<Body, EventError> {
+fn parse_message(body: &str, id: Option<&str>) -> Result<Body, EventError> {
     let mut value: Value = serde_json::from_str(body)
         .map_err(|e| EventError::malformed("SQS message body", format!("not JSON: {e}")))?;
     // SNS raw delivery off: the body is the SNS notification itself, not a Records envelope.
@@ -42,6 +42,7 @@ fn parse_message(body: &str) -> Result<Body, EventError> {
                 .into_iter()
                 .map(|mut object| {
                     object.source = object.source.via_sqs();
+                    object.record_id = id.map(str::to_owned);
                     object
                 })
                 .collect(),

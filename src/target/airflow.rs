@@ -205,6 +205,11 @@ impl Target for Airflow {
             400 => Verdict::Permanent {
                 reason: format!("Airflow rejected the dag run (400): {}", problem(body)),
             },
+            // Airflow 3 answers 403 "Invalid JWT token" when its signing key changed (e.g. an
+            // API server restart): a token scheme should get a new token once.
+            403 if body.contains("Invalid JWT") => Verdict::Unauthorized {
+                reason: format!("Airflow refused the token (403): {}", problem(body)),
+            },
             403 => Verdict::Permanent {
                 reason: format!(
                     "Airflow refused (403): the user may not trigger this DAG: {}",

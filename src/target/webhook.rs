@@ -214,10 +214,8 @@ mod tests {
             "https://chat.example.com/hooks/x?k=1"
         );
         let printable = built.request.printable();
-        assert_eq!(
-            printable.headers,
-            vec![("x-object".to_owned(), "k.csv".to_owned())]
-        );
+        assert_eq!(printable.headers["x-object"], "k.csv");
+        assert_eq!(printable.headers["content-type"], "application/json");
         assert_eq!(
             printable.body.unwrap(),
             serde_json::json!({"text": "New file k.csv (10 bytes)"})

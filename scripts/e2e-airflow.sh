@@ -1,0 +1,439 @@
+#!/usr/bin/env bash
+# End-to-end test of `bucket-trigger invoke` against a REAL Apache Airflow.
+#
+#   scripts/e2e-airflow.sh                          # Airflow 3.1.x (REST API v2, JWT token auth)
+#   AIRFLOW_VERSION=2.10.5 scripts/e2e-airflow.sh   # Airflow 2      (REST API v1, basic auth)
+#
+# What it does:
+#   1. builds the binary (`cargo build`) unless BUCKET_TRIGGER_BIN points at one;
+#   2. installs apache-airflow==$AIRFLOW_VERSION from PyPI into .e2e/venv-<version>
+#      (reused on later runs; delete the directory to force a reinstall);
+#   3. creates a fresh AIRFLOW_HOME (.e2e/home-<version>, sqlite) with a trigger-only
+#      DAG `bucket_trigger_e2e`, and starts the Airflow components bound to 127.0.0.1
+#      only (Airflow 3: api-server + scheduler + dag-processor; Airflow 2: webserver +
+#      scheduler). Nothing that would listen on 0.0.0.0 is started (no `standalone`,
+#      no triggerer, no log server: `--skip-serve-logs`);
+#   4. runs `bucket-trigger invoke events/s3-put.json` (dry run, real run, repeated run)
+#      and checks the outcome through Airflow's own REST API:
+#        - the dry run creates no DAG run,
+#        - one invoke creates exactly one DAG run whose conf.bucket/conf.key match the event,
+#        - a second invoke of the same event exits 0 and still leaves exactly one DAG run
+#          (deterministic dag_run_id; Airflow answers 409, which counts as "already triggered"),
+#        - the DAG run reaches state `success` (i.e. it is a real, runnable run).
+#   Prints `e2e-airflow <version>: N passed, M failed` and exits 1 if anything failed.
+#   All started processes are stopped on exit; on failure the Airflow logs' tails are shown.
+#
+# Environment (all optional):
+#   AIRFLOW_VERSION      pip version spec of apache-airflow          (default: 3.1.*)
+#   AIRFLOW_PORT         port of the API server / webserver           (default: a free port)
+#   BUCKET_TRIGGER_BIN   binary under test                            (default: cargo build; target/debug/bucket-trigger)
+#   PYTHON               interpreter for the venv                     (default: python3.11, else python3)
+#   E2E_API_TIMEOUT      seconds to wait for the API to come up       (default: 120)
+#   E2E_DAG_TIMEOUT      seconds to wait for the DAG to be parsed     (default: 120)
+#   E2E_RUN_TIMEOUT      seconds to wait for the DAG run to succeed   (default: 120)
+#   E2E_EVENT_FILE       S3 notification to send                      (default: events/s3-put.json)
+#   E2E_KEEP_HOME=1      keep AIRFLOW_HOME after a successful run (it is always kept after a failure)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+AIRFLOW_VERSION=${AIRFLOW_VERSION:-3.1.*}
+API_TIMEOUT=${E2E_API_TIMEOUT:-120}
+DAG_TIMEOUT=${E2E_DAG_TIMEOUT:-120}
+RUN_TIMEOUT=${E2E_RUN_TIMEOUT:-120}
+EVENT_FILE=${E2E_EVENT_FILE:-events/s3-put.json}
+DAG_ID=bucket_trigger_e2e
+
+case "$AIRFLOW_VERSION" in
+  3.*) MAJOR=3 API=v2 ;;
+  2.*) MAJOR=2 API=v1 ;;
+  *) echo "AIRFLOW_VERSION must be 2.x or 3.x, got '$AIRFLOW_VERSION'" >&2; exit 2 ;;
+esac
+
+# Directory names: "3.1.*" -> "3.1.x".
+SLUG=${AIRFLOW_VERSION//\*/x}
+E2E_DIR=$ROOT/.e2e
+VENV=$E2E_DIR/venv-$SLUG
+export AIRFLOW_HOME=$E2E_DIR/home-$SLUG
+LOG_DIR=$AIRFLOW_HOME/e2e-logs
+WORK=$AIRFLOW_HOME/e2e-work            # config/secrets/outputs for the binary
+
+log() { printf '[e2e-airflow %s] %s\n' "$AIRFLOW_VERSION" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+
+# --------------------------------------------------------------------------------------
+# Process management: every Airflow component runs in its own session/process group
+# (setsid), so that cleanup also stops its children (uvicorn/gunicorn workers, executor
+# and task processes).
+# --------------------------------------------------------------------------------------
+PIDS=()
+HOME_READY=0          # set once this run has created AIRFLOW_HOME (whose logs are then worth showing)
+
+start_bg() {          # start_bg NAME CMD... ; output goes to $LOG_DIR/NAME.log
+  local name=$1; shift
+  if command -v setsid >/dev/null; then
+    setsid "$@" >"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  else
+    "$@" >"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+  fi
+  PIDS+=("$!")
+  log "started $name (pid $!): $*"
+}
+
+stop_all() {
+  local pid
+  ((${#PIDS[@]})) || return 0
+  for pid in "${PIDS[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for _ in $(seq 1 30); do      # up to 15 s for a graceful shutdown
+    local alive=0
+    for pid in "${PIDS[@]}"; do
+      if kill -0 -- "-$pid" 2>/dev/null || kill -0 "$pid" 2>/dev/null; then alive=1; fi
+    done
+    ((alive)) || break
+    sleep 0.5
+  done
+  for pid in "${PIDS[@]}"; do
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  PIDS=()
+}
+
+show_logs() {
+  local f
+  for f in "$LOG_DIR"/*.log; do
+    [[ -f $f ]] || continue
+    echo "----- tail -n 40 $f -----" >&2
+    tail -n 40 "$f" >&2 || true
+  done
+  # Task logs (the DAG run's task output), if any.
+  if [[ -d $AIRFLOW_HOME/logs ]]; then
+    find "$AIRFLOW_HOME/logs" -path '*dag_id=*' -type f 2>/dev/null | head -n 3 | while read -r f; do
+      echo "----- tail -n 30 $f -----" >&2
+      tail -n 30 "$f" >&2 || true
+    done
+  fi
+}
+
+on_exit() {
+  local rc=$?
+  if ((rc != 0 && HOME_READY)); then
+    log "FAILED (exit $rc); Airflow logs follow, AIRFLOW_HOME kept at $AIRFLOW_HOME"
+    show_logs
+  fi
+  stop_all
+  if ((rc == 0 && HOME_READY)) && [[ ${E2E_KEEP_HOME:-0} != 1 ]]; then rm -rf "$AIRFLOW_HOME"; fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+# --------------------------------------------------------------------------------------
+# 1. The binary under test
+# --------------------------------------------------------------------------------------
+if [[ -z ${BUCKET_TRIGGER_BIN:-} ]]; then
+  log "building bucket-trigger (cargo build)"
+  cargo build --quiet
+  BUCKET_TRIGGER_BIN=$ROOT/target/debug/bucket-trigger
+fi
+[[ -x $BUCKET_TRIGGER_BIN ]] || die "binary not found or not executable: $BUCKET_TRIGGER_BIN"
+[[ -f $EVENT_FILE ]] || die "event file not found: $EVENT_FILE"
+
+# The event's bucket and (URL-decoded) key: what the DAG run's conf must contain.
+read -r EVENT_BUCKET EVENT_KEY_JSON < <("$PYTHON" - "$EVENT_FILE" <<'EOF'
+import json, sys, urllib.parse
+rec = json.load(open(sys.argv[1]))["Records"][0]["s3"]
+# The key stays JSON-encoded here so that it survives `read` even with spaces in it.
+print(rec["bucket"]["name"], json.dumps(urllib.parse.unquote_plus(rec["object"]["key"])))
+EOF
+) || die "cannot read the bucket and key from $EVENT_FILE"
+log "event: bucket=$EVENT_BUCKET key=$EVENT_KEY_JSON"
+
+# --------------------------------------------------------------------------------------
+# 2. Airflow venv (reused when it already holds the requested version)
+# --------------------------------------------------------------------------------------
+if [[ -x $VENV/bin/airflow && $(cat "$VENV/.e2e-installed" 2>/dev/null) == "$AIRFLOW_VERSION" ]]; then
+  log "reusing $VENV"
+else
+  log "installing apache-airflow==$AIRFLOW_VERSION into $VENV (takes about a minute)"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "apache-airflow==$AIRFLOW_VERSION"
+  echo "$AIRFLOW_VERSION" > "$VENV/.e2e-installed"
+fi
+# Tasks are run by `airflow ...` subprocesses: the venv's bin must be on PATH.
+export PATH=$VENV/bin:$PATH
+INSTALLED_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')
+log "apache-airflow $INSTALLED_VERSION"
+
+# --------------------------------------------------------------------------------------
+# 3. Fresh AIRFLOW_HOME, configuration (all via environment), the DAG
+# --------------------------------------------------------------------------------------
+rm -rf "$AIRFLOW_HOME"
+mkdir -p "$AIRFLOW_HOME/dags" "$LOG_DIR" "$WORK"
+HOME_READY=1
+
+if [[ -n ${AIRFLOW_PORT:-} ]]; then
+  PORT=$AIRFLOW_PORT
+else
+  PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+fi
+BASE_URL=http://127.0.0.1:$PORT
+ADMIN_USER="admin"
+ADMIN_PASSWORD=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(18))')
+SECRET=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(32))')
+
+unset AIRFLOW_CONFIG    # everything below comes from the environment and $AIRFLOW_HOME/airflow.cfg
+export AIRFLOW__CORE__DAGS_FOLDER=$AIRFLOW_HOME/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$AIRFLOW_HOME/airflow.db
+export AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL=5      # Airflow 2: rescan the dags folder quickly
+export AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL=5
+if ((MAJOR == 3)); then
+  # The simple auth manager (Airflow 3's default) with a pinned password: it reads
+  # {"user": "password"} from the passwords file and only generates passwords for
+  # users missing from it.
+  export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=$ADMIN_USER:admin
+  export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated
+  printf '{"%s": "%s"}\n' "$ADMIN_USER" "$ADMIN_PASSWORD" > "$AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"
+  # One JWT secret shared by api-server and scheduler (task workers authenticate to the
+  # execution API with it), and the execution API on our 127.0.0.1 port, not localhost:8080.
+  export AIRFLOW__API_AUTH__JWT_SECRET=$SECRET
+  export AIRFLOW__CORE__EXECUTION_API_SERVER_URL=$BASE_URL/execution/
+  export AIRFLOW__API__BASE_URL=$BASE_URL
+  export AIRFLOW__CORE__EXECUTOR=LocalExecutor
+  export AIRFLOW__CORE__PARALLELISM=2
+  export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=5
+else
+  export AIRFLOW__API__AUTH_BACKENDS=airflow.api.auth.backend.basic_auth
+  export AIRFLOW__WEBSERVER__SECRET_KEY=$SECRET
+  export AIRFLOW__WEBSERVER__WORKERS=1
+fi
+
+# A trigger-only DAG with one trivial task that prints the run's conf.
+cat > "$AIRFLOW_HOME/dags/$DAG_ID.py" <<'EOF'
+from __future__ import annotations
+
+import pendulum
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, task
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.decorators import task
+
+with DAG(
+    dag_id="bucket_trigger_e2e",
+    schedule=None,
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["e2e"],
+):
+
+    @task
+    def show_conf(**context):
+        print("dag_run.conf =", context["dag_run"].conf)
+
+    show_conf()
+EOF
+
+log "airflow db migrate"
+airflow db migrate > "$LOG_DIR/db-migrate.log" 2>&1 || die "airflow db migrate failed (see $LOG_DIR/db-migrate.log)"
+
+T_START=$(date +%s)
+if ((MAJOR == 3)); then
+  start_bg api-server    airflow api-server --host 127.0.0.1 --port "$PORT" --workers 1
+  start_bg scheduler     airflow scheduler --skip-serve-logs
+  start_bg dag-processor airflow dag-processor
+else
+  airflow users create --username "$ADMIN_USER" --password "$ADMIN_PASSWORD" --role Admin \
+    --firstname E2E --lastname Admin --email admin@example.invalid > "$LOG_DIR/users-create.log" 2>&1 \
+    || die "airflow users create failed (see $LOG_DIR/users-create.log)"
+  start_bg webserver     airflow webserver --hostname 127.0.0.1 --port "$PORT" --workers 1
+  start_bg scheduler     airflow scheduler --skip-serve-logs
+fi
+
+# --------------------------------------------------------------------------------------
+# REST API helpers (curl). api METHOD PATH [JSON_BODY] -> body in $WORK/resp.json,
+# HTTP status on stdout ("000" if the connection failed).
+# --------------------------------------------------------------------------------------
+TOKEN=
+api() {
+  local method=$1 path=$2 body=${3:-}
+  local args=(-sS -o "$WORK/resp.json" -w '%{http_code}' --max-time 20 -X "$method"
+              -H 'Accept: application/json')
+  if ((MAJOR == 3)); then
+    [[ -n $TOKEN ]] && args+=(-H "Authorization: Bearer $TOKEN")
+  else
+    args+=(-u "$ADMIN_USER:$ADMIN_PASSWORD")
+  fi
+  [[ -n $body ]] && args+=(-H 'Content-Type: application/json' --data "$body")
+  curl "${args[@]}" "$BASE_URL$path" 2>>"$LOG_DIR/curl.log" || true
+}
+json() {   # json 'python expression over d' < file : evaluate on the parsed JSON
+  "$PYTHON" -c "import json,sys; d=json.load(sys.stdin); print($1)"
+}
+alive_or_die() {  # a component that died will not come back: fail fast
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill -0 "$pid" 2>/dev/null || die "an Airflow component (pid $pid) exited; see the logs below"
+  done
+}
+
+# --------------------------------------------------------------------------------------
+# 4. Wait for the API, log in, wait for the DAG to be parsed
+# --------------------------------------------------------------------------------------
+log "waiting up to ${API_TIMEOUT}s for the API on $BASE_URL"
+deadline=$((SECONDS + API_TIMEOUT))
+if ((MAJOR == 3)); then
+  # Token exchange: POST /auth/token {"username","password"} -> 201 {"access_token": ...}
+  login_body=$(printf '{"username": "%s", "password": "%s"}' "$ADMIN_USER" "$ADMIN_PASSWORD")
+  until
+    code=$(curl -sS -o "$WORK/token.json" -w '%{http_code}' --max-time 10 -X POST \
+             -H 'Content-Type: application/json' --data "$login_body" "$BASE_URL/auth/token" 2>/dev/null || true)
+    [[ $code == 2?? ]]
+  do
+    alive_or_die
+    ((SECONDS < deadline)) || die "API not up after ${API_TIMEOUT}s (last POST /auth/token status: $code)"
+    sleep 2
+  done
+  TOKEN=$(json 'd["access_token"]' < "$WORK/token.json")
+else
+  until code=$(api GET /api/v1/health); [[ $code == 200 ]]; do
+    alive_or_die
+    ((SECONDS < deadline)) || die "API not up after ${API_TIMEOUT}s (last GET /api/v1/health status: $code)"
+    sleep 2
+  done
+fi
+log "API up after $(($(date +%s) - T_START))s (HTTP $code)"
+
+log "waiting up to ${DAG_TIMEOUT}s for $DAG_ID to be parsed"
+deadline=$((SECONDS + DAG_TIMEOUT))
+until code=$(api GET "/api/$API/dags/$DAG_ID"); [[ $code == 200 ]]; do
+  [[ $code == 401 || $code == 403 ]] && die "API rejects our credentials (HTTP $code): $(cat "$WORK/resp.json")"
+  alive_or_die
+  ((SECONDS < deadline)) || die "DAG $DAG_ID not visible after ${DAG_TIMEOUT}s (last status: $code)"
+  sleep 2
+done
+if [[ $(json 'd["is_paused"]' < "$WORK/resp.json") == True ]]; then
+  log "unpausing $DAG_ID"
+  code=$(api PATCH "/api/$API/dags/$DAG_ID" '{"is_paused": false}')
+  [[ $code == 200 ]] || die "could not unpause $DAG_ID (HTTP $code): $(cat "$WORK/resp.json")"
+fi
+log "DAG parsed after $(($(date +%s) - T_START))s"
+
+# --------------------------------------------------------------------------------------
+# 5. The checks
+# --------------------------------------------------------------------------------------
+PASSED=0 FAILED=0
+pass() { PASSED=$((PASSED + 1)); log "PASS: $*"; }
+fail() { FAILED=$((FAILED + 1)); log "FAIL: $*"; }
+
+# 5a. Every TCP socket listened on by any process of our Airflow sessions (each component
+# and all its children) is bound to 127.0.0.1.
+if command -v ss >/dev/null; then
+  our_pids=$(for sid in "${PIDS[@]}"; do ps -o pid= -s "$sid" 2>/dev/null || true; done | tr -d ' ' | paste -sd'|' -)
+  ss -ltnp 2>/dev/null | tail -n +2 | grep -E "pid=($our_pids)," > "$WORK/listen.txt" || true
+  log "TCP sockets listened on by Airflow processes (ss -ltnp):"
+  cat "$WORK/listen.txt" >&2
+  if [[ ! -s $WORK/listen.txt ]]; then
+    fail "ss shows no listening socket of the Airflow processes (expected the API on 127.0.0.1:$PORT)"
+  elif awk '{print $4}' "$WORK/listen.txt" | grep -vqE '^127\.0\.0\.1:'; then
+    fail "an Airflow process listens on a non-loopback address"
+  else
+    pass "all Airflow listening sockets are on 127.0.0.1"
+  fi
+else
+  log "ss not available: skipping the listening-socket check"
+fi
+
+# Config and secrets for the binary.
+if ((MAJOR == 3)); then AUTH='{ airflow_token: { secret: airflow } }'; else AUTH='{ basic: { secret: airflow } }'; fi
+cat > "$WORK/config.yaml" <<EOF
+routes:
+  - name: e2e
+    match: { bucket: "$EVENT_BUCKET" }
+    target:
+      airflow:
+        base_url: "$BASE_URL"
+        api: $API
+        dag_id: $DAG_ID
+        auth: $AUTH
+EOF
+printf '{"airflow": {"username": "%s", "password": "%s"}}\n' "$ADMIN_USER" "$ADMIN_PASSWORD" > "$WORK/secrets.json"
+
+invoke() {   # invoke NAME [extra args]: runs the binary, returns its exit code
+  local name=$1; shift
+  local rc=0
+  AWS_EC2_METADATA_DISABLED=true "$BUCKET_TRIGGER_BIN" invoke "$EVENT_FILE" \
+    --config "$WORK/config.yaml" --secrets-file "$WORK/secrets.json" "$@" \
+    > "$WORK/$name.out" 2> "$WORK/$name.err" || rc=$?
+  log "bucket-trigger invoke ($name) -> exit $rc; stdout:"
+  cat "$WORK/$name.out" >&2
+  if ((rc != 0)) || [[ -s $WORK/$name.err ]]; then
+    log "stderr:"; tail -n 30 "$WORK/$name.err" >&2
+  fi
+  return "$rc"
+}
+count_runs() {   # number of DAG runs of $DAG_ID according to Airflow ("?" on error)
+  local code
+  code=$(api GET "/api/$API/dags/$DAG_ID/dagRuns?limit=100")
+  if [[ $code == 200 ]]; then json 'd["total_entries"]' < "$WORK/resp.json"; else echo "?"; fi
+}
+
+# 5b. Dry run: must succeed and must not create a DAG run.
+if invoke dry-run --dry-run; then pass "dry run exits 0"; else fail "dry run exits non-zero"; fi
+n=$(count_runs)
+if [[ $n == 0 ]]; then pass "dry run created no DAG run"; else fail "dry run: expected 0 DAG runs, Airflow has $n"; fi
+
+# 5c. First invoke: exactly one DAG run, with the event's bucket and decoded key in its conf.
+if invoke first; then pass "first invoke exits 0"; else fail "first invoke exits non-zero"; fi
+n=$(count_runs)
+if [[ $n == 1 ]]; then pass "exactly one DAG run after the first invoke"; else fail "expected 1 DAG run after the first invoke, Airflow has $n"; fi
+RUN_ID=
+if [[ $n != "?" && $n -ge 1 ]]; then
+  RUN_ID=$(json 'd["dag_runs"][0]["dag_run_id"]' < "$WORK/resp.json")
+  json 'json.dumps(d["dag_runs"][0]["conf"])' < "$WORK/resp.json" > "$WORK/conf.json"
+  log "DAG run $RUN_ID, conf: $(cat "$WORK/conf.json")"
+  if "$PYTHON" - "$WORK/conf.json" "$EVENT_BUCKET" "$EVENT_KEY_JSON" <<'EOF'
+import json, sys
+conf = json.load(open(sys.argv[1]))
+want = {"bucket": sys.argv[2], "key": json.loads(sys.argv[3])}
+got = {k: conf.get(k) for k in want}
+if got != want:
+    sys.exit(f"conf mismatch: want {want}, got {got}")
+EOF
+  then pass "conf.bucket and conf.key match the event"; else fail "conf.bucket/conf.key do not match the event"; fi
+fi
+
+# 5d. Same event again: already triggered (409 in Airflow) -> exit 0, still one run.
+if invoke second; then pass "second invoke (same event) exits 0"; else fail "second invoke (same event) exits non-zero"; fi
+n=$(count_runs)
+if [[ $n == 1 ]]; then pass "still exactly one DAG run after the second invoke"; else fail "expected 1 DAG run after the second invoke, Airflow has $n"; fi
+
+# 5e. The run is real: wait (bounded) for it to finish.
+if [[ -n $RUN_ID ]]; then
+  log "waiting up to ${RUN_TIMEOUT}s for DAG run $RUN_ID to finish"
+  run_path="/api/$API/dags/$DAG_ID/dagRuns/$("$PYTHON" -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$RUN_ID")"
+  deadline=$((SECONDS + RUN_TIMEOUT)) state=unknown
+  while ((SECONDS < deadline)); do
+    code=$(api GET "$run_path")
+    [[ $code == 200 ]] && state=$(json 'd["state"]' < "$WORK/resp.json")
+    [[ $state == success || $state == failed ]] && break
+    sleep 3
+  done
+  log "DAG run state: $state"
+  if [[ $state == success ]]; then pass "DAG run reached success"; else fail "DAG run did not reach success (state: $state)"; fi
+else
+  fail "no DAG run to wait for"
+fi
+
+echo "e2e-airflow $INSTALLED_VERSION: $PASSED passed, $FAILED failed"
+((FAILED == 0))

@@ -1,0 +1,194 @@
+//! The binary as a user runs it: `invoke` (with and without `--dry-run`, against moto through
+//! `AWS_ENDPOINT_URL`) and `validate`.
+
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{moto, root};
+
+fn bucket_trigger(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bucket-trigger"));
+    command.current_dir(root()).args(args);
+    for var in [
+        "BUCKET_TRIGGER_CONFIG",
+        "BUCKET_TRIGGER_CONFIG_FILE",
+        "BUCKET_TRIGGER_SECRETS_FILE",
+        "AWS_LAMBDA_RUNTIME_API",
+    ] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    command.output().unwrap()
+}
+
+#[test]
+fn readme_dry_run_prints_signed_requests_with_secrets_redacted() {
+    let out = bucket_trigger(
+        &[
+            "invoke",
+            "events/s3-put.json",
+            "--config",
+            "examples/bucket-trigger.yaml",
+            "--secrets-file",
+            "examples/secrets.json",
+            "--dry-run",
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["summary"]["dry_run"], 2);
+    let airflow = &report["outcomes"][0]["request"];
+    assert_eq!(
+        airflow["url"],
+        "https://airflow.example.com/api/v2/dags/load_sales/dagRuns"
+    );
+    assert_eq!(
+        airflow["body"]["conf"]["key"],
+        "incoming/sales/Q4 report (2026).csv"
+    );
+    assert_eq!(
+        report["outcomes"][1]["request"]["headers"]["authorization"],
+        "Bearer ****"
+    );
+    for secret in [
+        "example-password-not-real",
+        "example-token-not-real",
+        "trigger-bot",
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} leaked"
+        );
+    }
+}
+
+#[test]
+fn invoke_sends_with_secrets_from_secrets_manager_via_aws_endpoint_url() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(MockServer::start());
+    runtime.block_on(
+        Mock::given(method("POST"))
+            .and(path("/api/v1/dags/load_sales/dagRuns"))
+            .and(header("authorization", "Basic YWRtaW46cHctaW4tbW90bw=="))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"dag_run_id": "x"})))
+            .expect(1)
+            .mount(&server),
+    );
+    let secret_id = format!("cli/airflow-{}", fastrand::u64(..));
+    runtime.block_on(async {
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "t", "t", None, None, "t",
+            ))
+            .endpoint_url(moto())
+            .build();
+        aws_sdk_secretsmanager::Client::from_conf(config)
+            .create_secret()
+            .name(&secret_id)
+            .secret_string(r#"{"username": "admin", "password": "pw-in-moto"}"#)
+            .send()
+            .await
+            .unwrap();
+    });
+    let config = format!(
+        "routes:\n  - name: r\n    target: {{ airflow: {{ base_url: '{}', api: v1, dag_id: load_sales, auth: {{ basic: {{ secret: '{secret_id}' }} }} }} }}\n",
+        server.uri()
+    );
+    let out = bucket_trigger(
+        &["invoke", "events/s3-put.json"],
+        &[
+            ("BUCKET_TRIGGER_CONFIG", &config),
+            ("AWS_ENDPOINT_URL", moto()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["outcomes"][0]["status"], "triggered");
+    assert!(!stdout.contains("pw-in-moto"));
+    drop(runtime);
+}
+
+#[test]
+fn invoke_exit_codes() {
+    // Failed delivery: exit 1 with the reason in the report.
+    let out = bucket_trigger(
+        &["invoke", "events/s3-put.json"],
+        &[(
+            "BUCKET_TRIGGER_CONFIG",
+            "settings: { max_attempts: 1 }\nroutes:\n  - name: r\n    target: { airflow: { base_url: 'http://127.0.0.1:9', dag_id: d } }\n",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("could not connect"));
+
+    // Bad event file: exit 2, naming the file and the problem.
+    let out = bucket_trigger(
+        &[
+            "invoke",
+            "Cargo.toml",
+            "--config",
+            "examples/bucket-trigger.yaml",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("event file Cargo.toml") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
+
+    // No config at all.
+    let out = bucket_trigger(&["invoke", "events/s3-put.json"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("BUCKET_TRIGGER_CONFIG"));
+}
+
+#[test]
+fn validate_prints_routes_or_names_the_broken_field() {
+    let out = bucket_trigger(
+        &["validate", "--config", "examples/bucket-trigger.yaml"],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("sales-csv") && stdout.contains("airflow v2 dag load_sales"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("secrets read: chat-webhook, prod/airflow"),
+        "{stdout}"
+    );
+
+    let out = bucket_trigger(
+        &["validate"],
+        &[(
+            "BUCKET_TRIGGER_CONFIG",
+            "routes:\n  - name: sales\n    target: { airflow: { base_url: 'http://af', dag_id: d, conf: { k: '{{ keyy }}' } } }\n",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("routes[0] (sales).target") && stderr.contains("conf.k"),
+        "{stderr}"
+    );
+}

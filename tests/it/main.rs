@@ -1,0 +1,8 @@
+//! Integration tests, one binary: sample events end to end through the handler, against
+//! wiremock stand-ins for Airflow and webhooks, moto for Secrets Manager, and the CLI binary.
+
+mod cli;
+mod events;
+mod handler;
+mod secrets_manager;
+mod support;

@@ -1,0 +1,90 @@
+//! Test support: loading sample events, building apps, Lambda contexts, and a moto server.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bucket_trigger::app::App;
+use bucket_trigger::config::Config;
+use bucket_trigger::secrets::SecretsFile;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A sample event from `events/`.
+pub fn sample(name: &str) -> Value {
+    let path = root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// An app from YAML config text and a JSON secrets document.
+pub fn app(config: &str, secrets: &str) -> App {
+    let config = Config::parse(config, "test config").unwrap();
+    let source = SecretsFile::parse(std::path::Path::new("test-secrets.json"), secrets).unwrap();
+    App::new(config, Box::new(source)).unwrap()
+}
+
+/// A Lambda event with a deadline `budget` from now.
+pub fn lambda_event(payload: Value, budget: Duration) -> LambdaEvent<Value> {
+    let mut context = Context::default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    context.deadline = (now + budget).as_millis() as u64;
+    context.request_id = "test-request".into();
+    LambdaEvent::new(payload, context)
+}
+
+/// Base URL of a moto server started once for this test binary (`moto_server` from
+/// `MOTO_SERVER`, `.venv/bin`, or PATH), on 127.0.0.1. It exits when this process does.
+pub fn moto() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(start_moto)
+}
+
+fn start_moto() -> String {
+    let venv = root().join(".venv/bin/moto_server");
+    let program = std::env::var("MOTO_SERVER").ok().unwrap_or_else(|| {
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "moto_server".to_owned()
+        }
+    });
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A watchdog shell kills moto once this test process is gone.
+    let script = format!(
+        "{program} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & moto=$!; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $moto 2>/dev/null; do sleep 0.5; done; \
+         kill $moto 2>/dev/null",
+        parent = std::process::id()
+    );
+    // The watchdog is reaped by init when this process exits; nothing waits on it here.
+    let watchdog = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("cannot run sh to start moto_server");
+    std::mem::forget(watchdog);
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return url;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "moto_server did not start on 127.0.0.1:{port} within 30 s. Install it with \
+         `pip install 'moto[server]'` (scripts/test.sh does this into .venv) or set MOTO_SERVER"
+    );
+}
