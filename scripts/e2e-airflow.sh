@@ -32,6 +32,7 @@
 #   E2E_DAG_TIMEOUT      seconds to wait for the DAG to be parsed     (default: 120)
 #   E2E_RUN_TIMEOUT      seconds to wait for the DAG run to succeed   (default: 120)
 #   E2E_EVENT_FILE       S3 notification to send                      (default: events/s3-put.json)
+#   E2E_INSTALL_ONLY=1   only install the venv (CI does this in the background while it builds)
 #   E2E_KEEP_HOME=1      keep AIRFLOW_HOME after a successful run (it is always kept after a failure)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -135,12 +136,13 @@ trap 'exit 130' INT TERM
 # --------------------------------------------------------------------------------------
 # 1. The binary under test
 # --------------------------------------------------------------------------------------
-if [[ -z ${BUCKET_TRIGGER_BIN:-} ]]; then
+INSTALL_ONLY=${E2E_INSTALL_ONLY:-0}
+if [[ $INSTALL_ONLY != 1 && -z ${BUCKET_TRIGGER_BIN:-} ]]; then
   log "building bucket-trigger (cargo build)"
   cargo build --quiet
   BUCKET_TRIGGER_BIN=$ROOT/target/debug/bucket-trigger
 fi
-[[ -x $BUCKET_TRIGGER_BIN ]] || die "binary not found or not executable: $BUCKET_TRIGGER_BIN"
+[[ $INSTALL_ONLY == 1 || -x $BUCKET_TRIGGER_BIN ]] || die "binary not found or not executable: $BUCKET_TRIGGER_BIN"
 [[ -f $EVENT_FILE ]] || die "event file not found: $EVENT_FILE"
 
 # The event's bucket and (URL-decoded) key: what the DAG run's conf must contain.
@@ -168,6 +170,10 @@ else
 fi
 # Tasks are run by `airflow ...` subprocesses: the venv's bin must be on PATH.
 export PATH=$VENV/bin:$PATH
+if [[ $INSTALL_ONLY == 1 ]]; then
+  log "installed; E2E_INSTALL_ONLY=1, not starting Airflow"
+  exit 0
+fi
 INSTALLED_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')
 log "apache-airflow $INSTALLED_VERSION"
 
