@@ -2,6 +2,7 @@
 //! wiremock stand-ins for Airflow and webhooks, moto for Secrets Manager, and the CLI binary.
 
 mod cli;
+mod deploy;
 mod events;
 mod handler;
 mod secrets_manager;
