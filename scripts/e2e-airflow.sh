@@ -191,7 +191,8 @@ else
 fi
 BASE_URL=http://127.0.0.1:$PORT
 ADMIN_USER="admin"
-ADMIN_PASSWORD=$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(18))')
+# Hex, so it never starts with '-' (argparse would read that as an option).
+ADMIN_PASSWORD=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(16))')
 SECRET=$("$PYTHON" -c 'import secrets; print(secrets.token_hex(32))')
 
 unset AIRFLOW_CONFIG    # everything below comes from the environment and $AIRFLOW_HOME/airflow.cfg
@@ -259,7 +260,7 @@ if ((MAJOR == 3)); then
   start_bg scheduler     airflow scheduler --skip-serve-logs
   start_bg dag-processor airflow dag-processor
 else
-  airflow users create --username "$ADMIN_USER" --password "$ADMIN_PASSWORD" --role Admin \
+  airflow users create --username "$ADMIN_USER" --password="$ADMIN_PASSWORD" --role Admin \
     --firstname E2E --lastname Admin --email admin@example.invalid > "$LOG_DIR/users-create.log" 2>&1 \
     || die "airflow users create failed (see $LOG_DIR/users-create.log)"
   start_bg webserver     airflow webserver --hostname 127.0.0.1 --port "$PORT" --workers 1
