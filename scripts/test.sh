@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
-# Runs the whole test suite, as the README says: installs moto (the AWS Secrets Manager
-# emulator the integration tests start on 127.0.0.1) into .venv once, then `cargo test`.
+# Runs the whole test suite, as the README says: installs the Python test dependencies into
+# .venv once (moto, the AWS Secrets Manager emulator the tests start on 127.0.0.1; oauthlib,
+# the independent OAuth 1.0a verifier), runs the verifier's self-test, then `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/moto_server ]; then
-  echo "==> installing moto[server] into .venv (once)"
+# Python test dependencies: moto (Secrets Manager emulator) and oauthlib (the independent
+# OAuth 1.0a verifier in tests/fixtures/gallery_server.py).
+requirements="moto[server] oauthlib"
+if [ "$(cat .venv/.test-requirements 2>/dev/null)" != "$requirements" ]; then
+  echo "==> installing $requirements into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]'
+  # shellcheck disable=SC2086
+  .venv/bin/pip install --quiet --disable-pip-version-check $requirements
+  echo "$requirements" > .venv/.test-requirements
 fi
 
 # No real AWS: a fixed region, and no instance-metadata probing (which waits seconds).
 export AWS_EC2_METADATA_DISABLED=true
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export MOTO_SERVER="$PWD/.venv/bin/moto_server"
+
+export TEST_PYTHON="$PWD/.venv/bin/python"
+
+# The OAuth 1.0a verifier must reject bad signatures before its verdicts count.
+.venv/bin/python tests/fixtures/check_gallery_server.py | tail -n 1
 
 cargo test "$@"

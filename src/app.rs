@@ -261,18 +261,25 @@ impl App {
             run_id = tracing::field::Empty,
         );
         async move {
-            let (run_id, delivered) = match target.build(event, &route.name, &self.config.templates)
-            {
+            let built = match target.base_url().resolve(&self.secrets).await {
+                Ok(base) => target
+                    .build(event, &route.name, &self.config.templates, &base)
+                    .map_err(|error| {
+                        Delivered::failed(format!("could not build the request: {error}"), false)
+                    }),
+                Err(error) => Err(Delivered::failed(
+                    format!("could not read the base URL: {error}"),
+                    error.is_retryable(),
+                )),
+            };
+            let (run_id, delivered) = match built {
                 Ok(built) => {
                     if let Some(run_id) = &built.run_id {
                         tracing::Span::current().record("run_id", run_id.as_str());
                     }
                     (built.run_id.clone(), sender.deliver(target, built).await)
                 }
-                Err(error) => (
-                    None,
-                    Delivered::failed(format!("could not build the request: {error}"), false),
-                ),
+                Err(failed) => (None, failed),
             };
             let d = &delivered;
             match d.status {
@@ -291,6 +298,7 @@ impl App {
                     outcome = ?status,
                     attempts = d.attempts,
                     http_status = d.http_status,
+                    remote_id = d.remote_id.as_deref(),
                     "delivered"
                 ),
             }

@@ -232,14 +232,19 @@ impl Config {
                 };
             let mut targets = Vec::with_capacity(configs.len());
             for (name, config) in configs {
-                secret_ids.extend(config.auth().secret_ids().into_iter().map(str::to_owned));
+                secret_ids.extend(config.secret_ids().into_iter().map(str::to_owned));
                 let target = config
                     .build(&name, &mut templates)
                     .map_err(|e| invalid(name.clone(), e.to_string()))?;
                 // Render once against a full sample event so undefined names and filter
                 // mistakes fail here, at cold start, not on the first real object.
                 target
-                    .build(&sample_event(), &route.name, &templates)
+                    .build(
+                        &sample_event(),
+                        &route.name,
+                        &templates,
+                        &target.base_url().for_validation(),
+                    )
                     .map_err(|e| invalid(name.clone(), e.to_string()))?;
                 targets.push(target);
             }

@@ -57,6 +57,8 @@ pub struct Request {
     /// Full URL, from configuration only (never from event data, except percent-encoded path
     /// segments a target chose to template).
     pub url: Url,
+    /// How to print the URL when it carries secrets (OAuth 1.0a query signing); `None` = as is.
+    pub url_shown: Option<String>,
     /// Headers in order; names lower-case.
     pub headers: Vec<(String, HeaderValue)>,
     /// The body.
@@ -69,6 +71,7 @@ impl Request {
         Request {
             method,
             url,
+            url_shown: None,
             headers: Vec::new(),
             body: Body::Empty,
         }
@@ -85,7 +88,10 @@ impl Request {
     pub fn printable(&self) -> Printable {
         Printable {
             method: self.method.to_string(),
-            url: self.url.to_string(),
+            url: self
+                .url_shown
+                .clone()
+                .unwrap_or_else(|| self.url.to_string()),
             headers: self
                 .headers
                 .iter()

@@ -5,19 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use reqwest::Url;
 use serde::Deserialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
-use super::{AuthContext, AuthError};
-use crate::request::{HeaderValue, Request};
-use crate::secrets::SecretString;
-
-/// Refresh this long before the token's `exp`.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
-/// Lifetime assumed for a token whose `exp` cannot be read.
-const FALLBACK_LIFETIME: Duration = Duration::from_secs(300);
+use super::token_cache::{Fetched, TokenCache};
+use super::{AuthContext, AuthError, request_token};
+use crate::request::Request;
+use crate::target::join;
 
 /// `auth: { airflow_token: { secret, username_field, password_field } }`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -33,36 +26,19 @@ pub struct AirflowTokenConfig {
     pub password_field: String,
 }
 
-#[derive(Debug)]
-struct Token {
-    value: SecretString,
-    refresh_at: Instant,
-}
-
 /// Airflow 3 token exchange with a token cache shared by all invocations of a warm container.
 #[derive(Debug)]
 pub struct AirflowToken {
     config: AirflowTokenConfig,
-    token_url: Url,
-    cached: Mutex<Option<Token>>,
-}
-
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: String,
+    cache: TokenCache,
 }
 
 impl AirflowToken {
-    /// The token endpoint is `{base_url}/auth/token`.
-    pub fn new(config: AirflowTokenConfig, base_url: &Url) -> Self {
-        let mut token_url = base_url.clone();
-        if let Ok(mut segments) = token_url.path_segments_mut() {
-            segments.pop_if_empty().extend(["auth", "token"]);
-        }
+    /// From configuration.
+    pub fn new(config: AirflowTokenConfig) -> Self {
         AirflowToken {
             config,
-            token_url,
-            cached: Mutex::new(None),
+            cache: TokenCache::default(),
         }
     }
 
@@ -74,81 +50,32 @@ impl AirflowToken {
         let secret = cx.secrets.get(&self.config.secret).await?;
         let username = secret.field(Some(&self.config.username_field))?;
         let password = secret.field(Some(&self.config.password_field))?;
+        let token_url = join(cx.base_url, &["auth", "token"]);
         if cx.dry_run {
-            request.set_header(
-                "authorization",
-                HeaderValue::Secret {
-                    value: SecretString::new(String::new()),
-                    shown: format!("Bearer **** (from POST {})", self.token_url),
-                },
-            );
+            request.set_header("authorization", super::dry_run_bearer(&token_url));
             return Ok(());
         }
-        // Holding the lock across the exchange makes concurrent first uses wait for one request.
-        let mut cached = self.cached.lock().await;
-        let fresh = cached
-            .as_ref()
-            .filter(|token| Instant::now() < token.refresh_at);
-        let value = match fresh {
-            Some(token) => token.value.clone(),
-            None => {
-                let token = self.exchange(cx.http, &username, &password).await?;
-                let value = token.value.clone();
-                *cached = Some(token);
-                value
-            }
-        };
-        request.set_header("authorization", super::bearer::header(&value));
+        let token = self
+            .cache
+            .get(|| async {
+                let body = serde_json::json!({ "username": username.expose(), "password": password.expose() });
+                let answer = request_token(
+                    cx.http.post(token_url.clone()).json(&body),
+                    &token_url,
+                    &format!("Airflow did not accept the username and password from secret {:?}", self.config.secret),
+                )
+                .await?;
+                let token = super::access_token(&answer, &token_url)?;
+                let lifetime = jwt_lifetime(token.expose());
+                Ok(Fetched { token, lifetime })
+            })
+            .await?;
+        request.set_header("authorization", super::bearer::header(&token));
         Ok(())
     }
 
     pub(super) async fn invalidate(&self) {
-        *self.cached.lock().await = None;
-    }
-
-    async fn exchange(
-        &self,
-        http: &reqwest::Client,
-        username: &SecretString,
-        password: &SecretString,
-    ) -> Result<Token, AuthError> {
-        let url = self.token_url.to_string();
-        let body =
-            serde_json::json!({ "username": username.expose(), "password": password.expose() });
-        let response = http
-            .post(self.token_url.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| AuthError::TokenUnavailable {
-                url: url.clone(),
-                message: crate::delivery::describe_transport_error(&e),
-            })?;
-        let status = response.status();
-        if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-            return Err(AuthError::TokenUnavailable {
-                url,
-                message: format!("HTTP {status}"),
-            });
-        }
-        if !status.is_success() {
-            return Err(AuthError::TokenRefused {
-                url,
-                message: format!(
-                    "HTTP {status}: Airflow did not accept the username and password from secret {:?}",
-                    self.config.secret
-                ),
-            });
-        }
-        let parsed: TokenResponse = response.json().await.map_err(|e| AuthError::TokenRefused {
-            url: url.clone(),
-            message: format!("answer has no access_token: {e}"),
-        })?;
-        let lifetime = jwt_lifetime(&parsed.access_token).unwrap_or(FALLBACK_LIFETIME);
-        Ok(Token {
-            value: SecretString::new(parsed.access_token),
-            refresh_at: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
-        })
+        self.cache.invalidate().await;
     }
 }
 
@@ -186,31 +113,5 @@ mod tests {
             jwt_lifetime(&format!("a.{expired}.b")),
             Some(Duration::ZERO)
         );
-    }
-
-    #[test]
-    fn token_url_is_under_the_base_url() {
-        let config = AirflowTokenConfig {
-            secret: "s".into(),
-            username_field: "username".into(),
-            password_field: "password".into(),
-        };
-        for base in [
-            "http://127.0.0.1:8080",
-            "http://127.0.0.1:8080/",
-            "https://h/airflow/",
-        ] {
-            let auth = AirflowToken::new(config.clone(), &Url::parse(base).unwrap());
-            assert!(
-                auth.token_url.as_str().ends_with("/auth/token"),
-                "{}",
-                auth.token_url
-            );
-            assert!(
-                !auth.token_url.as_str().contains("//auth"),
-                "{}",
-                auth.token_url
-            );
-        }
     }
 }

@@ -4,15 +4,22 @@
 mod airflow_token;
 mod basic;
 mod bearer;
+mod oauth1;
+mod oauth2;
+pub mod token_cache;
 
+use reqwest::Url;
 use serde::Deserialize;
+use serde_json::Value;
 
-use crate::request::Request;
-use crate::secrets::{SecretCache, SecretsError};
+use crate::request::{HeaderValue, Request};
+use crate::secrets::{SecretCache, SecretString, SecretsError};
 
 pub use airflow_token::AirflowToken;
 pub use basic::Basic;
 pub use bearer::Bearer;
+pub use oauth1::{OAuth1, OAuth1Config, Placement, sign_oauth1};
+pub use oauth2::{ClientAuth, OAuth2, OAuth2Config};
 
 /// `auth:` in a target's configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -26,6 +33,10 @@ pub enum AuthConfig {
     Bearer(bearer::BearerConfig),
     /// Airflow 3: exchange username/password at `POST {base_url}/auth/token` for a JWT.
     AirflowToken(airflow_token::AirflowTokenConfig),
+    /// OAuth 1.0a HMAC-SHA1, consumer key and secret only (Alteryx Gallery API v1).
+    Oauth1(OAuth1Config),
+    /// OAuth 2.0 client credentials (Alteryx API v3, any token endpoint).
+    Oauth2(OAuth2Config),
 }
 
 impl AuthConfig {
@@ -36,17 +47,34 @@ impl AuthConfig {
             AuthConfig::Basic(config) => vec![config.secret.as_str()],
             AuthConfig::Bearer(config) => vec![config.secret.as_str()],
             AuthConfig::AirflowToken(config) => vec![config.secret.as_str()],
+            AuthConfig::Oauth1(config) => vec![config.secret.as_str()],
+            AuthConfig::Oauth2(config) => vec![config.secret.as_str()],
+        }
+    }
+
+    /// The scheme's name as written in configuration.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuthConfig::None => "none",
+            AuthConfig::Basic(_) => "basic",
+            AuthConfig::Bearer(_) => "bearer",
+            AuthConfig::AirflowToken(_) => "airflow_token",
+            AuthConfig::Oauth1(_) => "oauth1",
+            AuthConfig::Oauth2(_) => "oauth2",
         }
     }
 }
 
-/// What signing may use: the secret cache, the shared HTTP client, and whether this is a dry-run
-/// (token schemes then show where a token would come from instead of fetching one).
+/// What signing may use: the secret cache, the shared HTTP client, the target's base URL (for
+/// token endpoints relative to it), and whether this is a dry-run (token schemes then show where
+/// a token would come from instead of fetching one).
 pub struct AuthContext<'a> {
     /// Shared secret cache.
     pub secrets: &'a SecretCache,
     /// Shared HTTP client, for token exchanges.
     pub http: &'a reqwest::Client,
+    /// The target's resolved base URL.
+    pub base_url: &'a Url,
     /// Print instead of send.
     pub dry_run: bool,
 }
@@ -97,18 +125,24 @@ pub enum Auth {
     Bearer(Bearer),
     /// Airflow 3 token exchange.
     AirflowToken(AirflowToken),
+    /// OAuth 1.0a.
+    OAuth1(OAuth1),
+    /// OAuth 2.0 client credentials.
+    OAuth2(OAuth2),
 }
 
 impl Auth {
-    /// Builds the scheme; `base_url` is the target's, for schemes with a token endpoint there.
-    pub fn new(config: &AuthConfig, base_url: &reqwest::Url) -> Auth {
+    /// Builds the scheme.
+    pub fn new(config: &AuthConfig) -> Auth {
         match config {
             AuthConfig::None => Auth::None,
             AuthConfig::Basic(config) => Auth::Basic(Basic::new(config.clone())),
             AuthConfig::Bearer(config) => Auth::Bearer(Bearer::new(config.clone())),
             AuthConfig::AirflowToken(config) => {
-                Auth::AirflowToken(AirflowToken::new(config.clone(), base_url))
+                Auth::AirflowToken(AirflowToken::new(config.clone()))
             }
+            AuthConfig::Oauth1(config) => Auth::OAuth1(OAuth1::new(config.clone())),
+            AuthConfig::Oauth2(config) => Auth::OAuth2(OAuth2::new(config.clone())),
         }
     }
 
@@ -123,6 +157,8 @@ impl Auth {
             Auth::Basic(auth) => auth.apply(request, cx).await,
             Auth::Bearer(auth) => auth.apply(request, cx).await,
             Auth::AirflowToken(auth) => auth.apply(request, cx).await,
+            Auth::OAuth1(auth) => auth.apply(request, cx).await,
+            Auth::OAuth2(auth) => auth.apply(request, cx).await,
         }
     }
 
@@ -134,7 +170,11 @@ impl Auth {
                 auth.invalidate().await;
                 true
             }
-            Auth::None | Auth::Basic(_) | Auth::Bearer(_) => false,
+            Auth::OAuth2(auth) => {
+                auth.invalidate().await;
+                true
+            }
+            Auth::None | Auth::Basic(_) | Auth::Bearer(_) | Auth::OAuth1(_) => false,
         }
     }
 }
@@ -145,4 +185,57 @@ fn default_username_field() -> String {
 
 fn default_password_field() -> String {
     "password".to_owned()
+}
+
+/// The `Authorization` header a dry-run shows for a token scheme: no token is fetched.
+fn dry_run_bearer(token_url: &Url) -> HeaderValue {
+    HeaderValue::Secret {
+        value: SecretString::new(String::new()),
+        shown: format!("Bearer **** (from POST {token_url})"),
+    }
+}
+
+/// Sends a token request and reads its JSON answer: 408, 429, 5xx and transport failures are
+/// worth retrying; any other non-2xx means the credentials were refused (`refused` says which).
+async fn request_token(
+    builder: reqwest::RequestBuilder,
+    url: &Url,
+    refused: &str,
+) -> Result<Value, AuthError> {
+    let response = builder
+        .send()
+        .await
+        .map_err(|e| AuthError::TokenUnavailable {
+            url: url.to_string(),
+            message: crate::delivery::describe_transport_error(&e),
+        })?;
+    let status = response.status();
+    if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+        return Err(AuthError::TokenUnavailable {
+            url: url.to_string(),
+            message: format!("HTTP {status}"),
+        });
+    }
+    if !status.is_success() {
+        return Err(AuthError::TokenRefused {
+            url: url.to_string(),
+            message: format!("HTTP {status}: {refused}"),
+        });
+    }
+    response.json().await.map_err(|e| AuthError::TokenRefused {
+        url: url.to_string(),
+        message: format!("answer is not JSON: {e}"),
+    })
+}
+
+/// The `access_token` of a token answer.
+fn access_token(answer: &Value, url: &Url) -> Result<SecretString, AuthError> {
+    answer
+        .get("access_token")
+        .and_then(Value::as_str)
+        .map(SecretString::new)
+        .ok_or_else(|| AuthError::TokenRefused {
+            url: url.to_string(),
+            message: "answer has no access_token".to_owned(),
+        })
 }

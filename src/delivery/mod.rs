@@ -26,8 +26,10 @@ pub use retry::{RetryPolicy, parse_retry_after};
 pub enum Verdict {
     /// The run was started.
     Delivered {
-        /// What the target said, e.g. a job id.
+        /// What happened, in words.
         detail: String,
+        /// The id the orchestrator gave the run (an Alteryx job id), if it said.
+        remote_id: Option<String>,
     },
     /// The target already has this run (e.g. Airflow 409 on an existing run id): a success.
     AlreadyDelivered,
@@ -66,6 +68,7 @@ impl Verdict {
         match code {
             200..=299 => Verdict::Delivered {
                 detail: format!("HTTP {code}"),
+                remote_id: None,
             },
             401 => Verdict::Unauthorized { reason: said() },
             408 | 429 | 500..=599 => Verdict::Retry {
@@ -103,6 +106,9 @@ pub struct Delivered {
     /// The last HTTP status, if any answer came.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// The id the orchestrator gave the run (an Alteryx job id), if it said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
     /// What happened, in words.
     pub detail: String,
     /// Dry-run: the signed request, secrets redacted.
@@ -118,6 +124,7 @@ impl Delivered {
             retryable,
             attempts: 0,
             http_status: None,
+            remote_id: None,
             detail: detail.into(),
             request: None,
         }
@@ -146,6 +153,7 @@ impl Sender<'_> {
         let cx = AuthContext {
             secrets: self.secrets,
             http: self.http,
+            base_url: &built.base_url,
             dry_run: self.dry_run,
         };
         let cutoff = self.policy.cutoff(self.deadline);
@@ -166,6 +174,7 @@ impl Sender<'_> {
                     retryable: false,
                     attempts: 0,
                     http_status: None,
+                    remote_id: None,
                     detail: "not sent (dry run)".to_owned(),
                     request: Some(request.printable()),
                 };
@@ -189,11 +198,17 @@ impl Sender<'_> {
                 retryable,
                 attempts: attempt,
                 http_status,
+                remote_id: None,
                 detail,
                 request: None,
             };
             let (reason, after) = match verdict {
-                Verdict::Delivered { detail } => return outcome(Status::Triggered, false, detail),
+                Verdict::Delivered { detail, remote_id } => {
+                    return Delivered {
+                        remote_id,
+                        ..outcome(Status::Triggered, false, detail)
+                    };
+                }
                 Verdict::AlreadyDelivered => {
                     let detail = "already triggered (the run exists; redelivered event)".to_owned();
                     return outcome(Status::AlreadyTriggered, false, detail);
@@ -265,6 +280,7 @@ impl Sender<'_> {
             Err(error) => return (transport_verdict(&error, target.idempotent()), None),
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -284,7 +300,7 @@ impl Sender<'_> {
                 );
             }
         };
-        let verdict = match target.interpret(status, &body) {
+        let verdict = match target.interpret(status, &headers, &body) {
             Verdict::Retry {
                 reason,
                 after: None,

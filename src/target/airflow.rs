@@ -1,11 +1,12 @@
 //! Targets: Apache Airflow DAG runs, through the stable REST API v1 (Airflow 2), the REST API
 //! v2 (Airflow 3), or the legacy experimental API (Airflow 1.10 and early 2.x).
 
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Built, Target, TargetError, excerpt, join, parse_base_url, run_id};
+use super::{BaseUrl, BaseUrlConfig, Built, Target, TargetError, join, problem, run_id};
 use crate::auth::{Auth, AuthConfig};
 use crate::delivery::Verdict;
 use crate::event::ObjectEvent;
@@ -29,8 +30,9 @@ pub enum AirflowApi {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AirflowConfig {
-    /// Airflow's base URL, e.g. `https://airflow.example.com` (any path prefix is kept).
-    pub base_url: String,
+    /// Airflow's base URL, e.g. `https://airflow.example.com` (any path prefix is kept), or
+    /// `{ secret, field }` to read it from a secret.
+    pub base_url: BaseUrlConfig,
     /// API flavour; default `v2` (Airflow 3).
     #[serde(default)]
     pub api: AirflowApi,
@@ -57,7 +59,7 @@ fn no_auth() -> AuthConfig {
 /// A configured Airflow target.
 #[derive(Debug)]
 pub struct Airflow {
-    base_url: Url,
+    base_url: BaseUrl,
     api: AirflowApi,
     dag_id: StringTemplate,
     dag_id_source: String,
@@ -75,7 +77,7 @@ impl Airflow {
         name: &str,
         templates: &mut Templates,
     ) -> Result<Self, TargetError> {
-        let base_url = parse_base_url(&format!("{name}.base_url"), &config.base_url)?;
+        let base_url = BaseUrl::new(&format!("{name}.base_url"), &config.base_url)?;
         if config.dag_id.trim().is_empty() {
             return Err(TargetError::Invalid {
                 field: format!("{name}.dag_id"),
@@ -98,7 +100,7 @@ impl Airflow {
             .map(|conf| templates.add_value(&format!("{name}.conf"), conf))
             .transpose()?;
         Ok(Airflow {
-            auth: Auth::new(&config.auth, &base_url),
+            auth: Auth::new(&config.auth),
             base_url,
             api: config.api,
             dag_id,
@@ -125,6 +127,10 @@ impl Target for Airflow {
         &self.auth
     }
 
+    fn base_url(&self) -> &BaseUrl {
+        &self.base_url
+    }
+
     fn idempotent(&self) -> bool {
         true
     }
@@ -134,6 +140,7 @@ impl Target for Airflow {
         event: &ObjectEvent,
         route: &str,
         templates: &Templates,
+        base: &Url,
     ) -> Result<Built, TargetError> {
         let context = template::context_value(&template::Context::new(event, route));
         let dag_id = templates.render_string(&self.dag_id, &context)?;
@@ -160,10 +167,7 @@ impl Target for Airflow {
                 } else {
                     "v2"
                 };
-                let url = join(
-                    &self.base_url,
-                    &["api", version, "dags", &dag_id, "dagRuns"],
-                );
+                let url = join(base, &["api", version, "dags", &dag_id, "dagRuns"]);
                 let mut body = json!({ "dag_run_id": run_id, "conf": conf });
                 if let Some(date) = logical_date {
                     body["logical_date"] = Value::String(date);
@@ -177,10 +181,7 @@ impl Target for Airflow {
                 (url, body)
             }
             AirflowApi::Experimental => {
-                let url = join(
-                    &self.base_url,
-                    &["api", "experimental", "dags", &dag_id, "dag_runs"],
-                );
+                let url = join(base, &["api", "experimental", "dags", &dag_id, "dag_runs"]);
                 let mut body = json!({ "run_id": run_id, "conf": conf.to_string() });
                 if let Some(date) = logical_date {
                     body["execution_date"] = Value::String(date);
@@ -193,13 +194,15 @@ impl Target for Airflow {
         Ok(Built {
             request,
             run_id: Some(run_id),
+            base_url: base.clone(),
         })
     }
 
-    fn interpret(&self, status: StatusCode, body: &str) -> Verdict {
+    fn interpret(&self, status: StatusCode, _headers: &HeaderMap, body: &str) -> Verdict {
         match status.as_u16() {
             200..=299 => Verdict::Delivered {
                 detail: "dag run created".to_owned(),
+                remote_id: None,
             },
             409 => Verdict::AlreadyDelivered,
             400 => Verdict::Permanent {
@@ -226,21 +229,6 @@ impl Target for Airflow {
             _ => Verdict::from_status(status, body),
         }
     }
-}
-
-/// The `detail`/`title` of an Airflow problem answer, or a body excerpt.
-fn problem(body: &str) -> String {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let detail = parsed.as_ref().and_then(|v| {
-        v.get("detail")
-            .or_else(|| v.get("title"))
-            .or_else(|| v.get("error"))
-            .map(|detail| match detail {
-                Value::String(text) => text.clone(),
-                other => other.to_string(),
-            })
-    });
-    excerpt(&detail.unwrap_or_else(|| body.to_owned()), 300)
 }
 
 #[cfg(test)]
@@ -273,10 +261,15 @@ mod tests {
         )
     }
 
+    fn build(target: &Airflow, templates: &Templates) -> Built {
+        let base = target.base_url().for_validation();
+        target.build(&event(), "r", templates, &base).unwrap()
+    }
+
     #[test]
     fn v2_body_has_null_logical_date_and_the_event_as_conf() {
         let (target, templates) = airflow("base_url: http://af:8080/\ndag_id: load sales\n");
-        let built = target.build(&event(), "r", &templates).unwrap();
+        let built = build(&target, &templates);
         assert_eq!(
             built.request.url.as_str(),
             "http://af:8080/api/v2/dags/load%20sales/dagRuns"
@@ -300,7 +293,7 @@ mod tests {
         let (target, templates) = airflow(
             "base_url: http://af\napi: v1\ndag_id: d\nrun_id: 'x-{{ key | slug }}'\nnote: '{{ key }}'\nconf: { k: '{{ key }}' }\n",
         );
-        let built = target.build(&event(), "r", &templates).unwrap();
+        let built = build(&target, &templates);
         assert_eq!(built.request.url.path(), "/api/v1/dags/d/dagRuns");
         let Body::Json(body) = &built.request.body else {
             panic!("json body")
@@ -312,7 +305,7 @@ mod tests {
 
         let (target, templates) =
             airflow("base_url: http://af\napi: experimental\ndag_id: d\nconf: { k: 1 }\n");
-        let built = target.build(&event(), "r", &templates).unwrap();
+        let built = build(&target, &templates);
         assert_eq!(
             built.request.url.path(),
             "/api/experimental/dags/d/dag_runs"
@@ -328,23 +321,24 @@ mod tests {
         let (target, _) = airflow("base_url: http://af\ndag_id: d\n");
         let ok = |code| StatusCode::from_u16(code).unwrap();
         assert!(matches!(
-            target.interpret(ok(200), "{}"),
+            target.interpret(ok(200), &HeaderMap::new(), "{}"),
             Verdict::Delivered { .. }
         ));
         assert!(matches!(
-            target.interpret(ok(409), "{}"),
+            target.interpret(ok(409), &HeaderMap::new(), "{}"),
             Verdict::AlreadyDelivered
         ));
         assert!(matches!(
-            target.interpret(ok(503), ""),
+            target.interpret(ok(503), &HeaderMap::new(), ""),
             Verdict::Retry { .. }
         ));
         assert!(matches!(
-            target.interpret(ok(401), ""),
+            target.interpret(ok(401), &HeaderMap::new(), ""),
             Verdict::Unauthorized { .. }
         ));
         let Verdict::Permanent { reason } = target.interpret(
             ok(404),
+            &HeaderMap::new(),
             r#"{"detail": "DAG with dag_id: 'd' not found", "status": 404}"#,
         ) else {
             panic!("404 is permanent")

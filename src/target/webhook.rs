@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Built, Target, TargetError, excerpt, parse_base_url};
+use super::{BaseUrl, Built, Target, TargetError, excerpt, parse_base_url};
 use crate::auth::{Auth, AuthConfig};
 use crate::delivery::Verdict;
 use crate::event::ObjectEvent;
@@ -30,7 +31,7 @@ pub struct WebhookConfig {
     pub body: Option<Value>,
     /// Statuses that mean success; default any 2xx.
     pub success_status: Option<Vec<u16>>,
-    /// How to authenticate: `none` (default), `basic`, `bearer`.
+    /// How to authenticate: `none` (default), `basic`, `bearer`, `oauth2` (with `token_url`).
     #[serde(default = "no_auth")]
     pub auth: AuthConfig,
 }
@@ -47,6 +48,7 @@ fn no_auth() -> AuthConfig {
 #[derive(Debug)]
 pub struct Webhook {
     url: Url,
+    base: BaseUrl,
     method: Method,
     headers: Vec<(String, StringTemplate)>,
     body: Option<ValueTemplate>,
@@ -97,8 +99,27 @@ impl Webhook {
             .as_ref()
             .map(|body| templates.add_value(&format!("{name}.body"), body))
             .transpose()?;
+        match &config.auth {
+            AuthConfig::Oauth2(oauth2) if oauth2.token_url.is_none() => {
+                return Err(TargetError::Invalid {
+                    field: format!("{name}.auth.oauth2.token_url"),
+                    reason: "a webhook needs the token endpoint's URL".to_owned(),
+                });
+            }
+            AuthConfig::Oauth1(_) | AuthConfig::AirflowToken(_) => {
+                return Err(TargetError::Invalid {
+                    field: format!("{name}.auth"),
+                    reason: format!(
+                        "{} is not available for webhooks (use none, basic, bearer or oauth2)",
+                        config.auth.name()
+                    ),
+                });
+            }
+            _ => {}
+        }
         Ok(Webhook {
-            auth: Auth::new(&config.auth, &url),
+            auth: Auth::new(&config.auth),
+            base: BaseUrl::Fixed(url.clone()),
             url,
             method,
             headers,
@@ -134,6 +155,10 @@ impl Target for Webhook {
         &self.auth
     }
 
+    fn base_url(&self) -> &BaseUrl {
+        &self.base
+    }
+
     fn idempotent(&self) -> bool {
         false
     }
@@ -143,6 +168,7 @@ impl Target for Webhook {
         event: &ObjectEvent,
         route: &str,
         templates: &Templates,
+        _base: &Url,
     ) -> Result<Built, TargetError> {
         let context = template::context_value(&template::Context::new(event, route));
         let body = match &self.body {
@@ -158,13 +184,15 @@ impl Target for Webhook {
         Ok(Built {
             request,
             run_id: None,
+            base_url: self.url.clone(),
         })
     }
 
-    fn interpret(&self, status: StatusCode, body: &str) -> Verdict {
+    fn interpret(&self, status: StatusCode, _headers: &HeaderMap, body: &str) -> Verdict {
         match &self.success_status {
             Some(codes) if codes.contains(&status.as_u16()) => Verdict::Delivered {
                 detail: format!("HTTP {}", status.as_u16()),
+                remote_id: None,
             },
             Some(_) if status.is_success() => Verdict::Permanent {
                 reason: format!(
@@ -208,7 +236,9 @@ mod tests {
             region: None,
             record_id: None,
         };
-        let built = hook.build(&event, "r", &templates).unwrap();
+        let built = hook
+            .build(&event, "r", &templates, &hook.url.clone())
+            .unwrap();
         assert_eq!(
             built.request.url.as_str(),
             "https://chat.example.com/hooks/x?k=1"
@@ -226,15 +256,15 @@ mod tests {
     fn success_status_overrides_2xx() {
         let (hook, _) = webhook("url: http://h/x\nsuccess_status: [202]\n").unwrap();
         assert!(matches!(
-            hook.interpret(StatusCode::ACCEPTED, ""),
+            hook.interpret(StatusCode::ACCEPTED, &HeaderMap::new(), ""),
             Verdict::Delivered { .. }
         ));
         assert!(matches!(
-            hook.interpret(StatusCode::OK, ""),
+            hook.interpret(StatusCode::OK, &HeaderMap::new(), ""),
             Verdict::Permanent { .. }
         ));
         assert!(matches!(
-            hook.interpret(StatusCode::BAD_GATEWAY, ""),
+            hook.interpret(StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
             Verdict::Retry { .. }
         ));
     }

@@ -1,6 +1,7 @@
 //! Integration tests, one binary: sample events end to end through the handler, against
 //! wiremock stand-ins for Airflow and webhooks, moto for Secrets Manager, and the CLI binary.
 
+mod alteryx;
 mod cli;
 mod deploy;
 mod events;

@@ -88,3 +88,73 @@ fn start_moto() -> String {
          `pip install 'moto[server]'` (scripts/test.sh does this into .venv) or set MOTO_SERVER"
     );
 }
+
+/// The test venv's Python (oauthlib installed by scripts/test.sh), or `TEST_PYTHON`.
+pub fn python() -> String {
+    std::env::var("TEST_PYTHON").unwrap_or_else(|_| {
+        let venv = root().join(".venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".to_owned()
+        }
+    })
+}
+
+/// A stand-in Alteryx Gallery (tests/fixtures/gallery_server.py) that verifies OAuth 1.0a
+/// signatures with Python's oauthlib. Stopped when dropped.
+pub struct Gallery {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT/gallery`
+    pub url: String,
+}
+
+impl Gallery {
+    /// Starts one that accepts exactly this consumer key and secret.
+    pub fn start(key: &str, secret: &str) -> Gallery {
+        use std::io::BufRead;
+        let mut child = Command::new(python())
+            .arg(root().join("tests/fixtures/gallery_server.py"))
+            .arg(format!("--consumer-key={key}"))
+            .arg(format!("--consumer-secret={secret}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cannot start tests/fixtures/gallery_server.py");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("LISTENING ").unwrap_or_else(|| {
+            panic!("gallery_server.py did not start ({line:?}); is oauthlib installed? (scripts/test.sh installs it)")
+        });
+        let url = format!("http://127.0.0.1:{port}/gallery");
+        Gallery { child, url }
+    }
+
+    /// What the server received, with its own verdict on each signature.
+    pub fn requests(&self) -> Vec<Value> {
+        let port = self
+            .url
+            .trim_start_matches("http://127.0.0.1:")
+            .split('/')
+            .next()
+            .unwrap();
+        let mut stream =
+            std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+        use std::io::{Read, Write};
+        write!(stream, "GET /_requests HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        serde_json::from_str(body).unwrap()
+    }
+}
+
+impl Drop for Gallery {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
