@@ -375,3 +375,47 @@ async fn a_timeout_after_sending_is_not_retried_unless_opted_in() {
         }
     }
 }
+
+/// The whole path: S3 event → secret from Secrets Manager (moto, real SDK) → OAuth 1.0a signed
+/// POST → a job queued by a server that verified the signature with oauthlib.
+#[tokio::test]
+async fn s3_event_to_a_queued_job_through_secrets_manager() {
+    use bucket_trigger::app::App;
+    use bucket_trigger::config::Config;
+    use bucket_trigger::secrets::SecretsManager;
+
+    let gallery = Gallery::start(KEY, SECRET);
+    let secret_id = crate::support::unique("alteryx");
+    crate::support::moto_client()
+        .create_secret()
+        .name(&secret_id)
+        .secret_string(json!({ "ALTERYX_URL": format!("{}/api/", gallery.url), "ALTERYX_KEY": KEY, "ALTERYX_SECRET": SECRET }).to_string())
+        .send()
+        .await
+        .unwrap();
+    let config = v1_config("query").replace("secret: alteryx", &format!("secret: '{secret_id}'"));
+    let app = App::new(
+        Config::parse(&config, "test").unwrap(),
+        Box::new(SecretsManager::new(crate::support::moto_client())),
+    )
+    .unwrap();
+    let answer = handler::handle(
+        &app,
+        lambda_event(sample("alteryx-report-put.json"), Duration::from_secs(30)),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["summary"]["triggered"], 1, "{answer}");
+    let requests = gallery.requests();
+    assert_eq!(requests[0]["verified"], true);
+    assert_eq!(
+        requests[0]["body"]["questions"][0]["value"],
+        "s3://acme-landing/reports/2026/11/Regional Sales – Q4.xlsx"
+    );
+    let job = answer["outcomes"][0]["remote_id"].as_str().unwrap();
+    assert!(
+        job.len() == 24 && job.chars().all(|c| c.is_ascii_hexdigit()),
+        "{job}"
+    );
+}

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{moto, root};
+use crate::support::{Gallery, moto, moto_client, moto_env, root, unique};
 
 fn bucket_trigger(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_bucket-trigger"));
@@ -191,4 +191,44 @@ fn validate_prints_routes_or_names_the_broken_field() {
         stderr.contains("routes[0] (sales).target") && stderr.contains("conf.k"),
         "{stderr}"
     );
+}
+
+#[test]
+fn invoke_queues_an_alteryx_job_with_an_oauth1_secret_from_secrets_manager() {
+    let gallery = Gallery::start("cli-key", "cli-secret");
+    let secret_id = unique("cli/alteryx");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        moto_client()
+            .create_secret()
+            .name(&secret_id)
+            .secret_string(
+                json!({"ALTERYX_URL": format!("{}/api/", gallery.url), "ALTERYX_KEY": "cli-key", "ALTERYX_SECRET": "cli-secret"})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    let config = format!(
+        "routes:\n  - name: reports\n    match: {{ prefix: reports/ }}\n    target:\n      alteryx:\n        api: v1\n        base_url: {{ secret: '{secret_id}', field: ALTERYX_URL }}\n        workflow_id: 5f1c0a8e\n        questions: [{{ name: FilePath, value: 's3://{{{{ bucket }}}}/{{{{ key }}}}' }}]\n        auth: {{ oauth1: {{ secret: '{secret_id}' }} }}\n"
+    );
+    let mut env: Vec<(&str, String)> = moto_env();
+    env.push(("BUCKET_TRIGGER_CONFIG", config));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = bucket_trigger(&["invoke", "events/alteryx-report-put.json"], &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["outcomes"][0]["status"], "triggered");
+    assert_eq!(
+        report["outcomes"][0]["remote_id"].as_str().unwrap().len(),
+        24
+    );
+    assert_eq!(gallery.requests()[0]["verified"], true);
+    assert!(!stdout.contains("cli-secret") && !stdout.contains("cli-key"));
 }

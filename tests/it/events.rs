@@ -37,6 +37,18 @@ fn every_sample_normalizes_as_the_table_says() {
             )],
         ),
         (
+            "alteryx-report-put.json",
+            Invocation::Direct,
+            &[(
+                "s3",
+                "acme-landing",
+                "reports/2026/11/Regional Sales – Q4.xlsx",
+                "ObjectCreated:Put",
+                88213,
+                None,
+            )],
+        ),
+        (
             "s3-multi.json",
             Invocation::Direct,
             &[

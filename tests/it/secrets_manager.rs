@@ -7,21 +7,7 @@ use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::primitives::Blob;
 use bucket_trigger::secrets::{SecretCache, SecretsError, SecretsManager};
 
-use crate::support::moto;
-
-fn client() -> Client {
-    let config = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .endpoint_url(moto())
-        .build();
-    Client::from_conf(config)
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", fastrand::u64(..))
-}
+use crate::support::{moto_client as client, unique};
 
 #[tokio::test]
 async fn json_plain_and_binary_secrets_are_read_through_the_sdk() {

@@ -158,3 +158,31 @@ impl Drop for Gallery {
         let _ = self.child.wait();
     }
 }
+
+/// A Secrets Manager client of the real SDK, pointed at the moto server.
+pub fn moto_client() -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(moto())
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
+}
+
+/// A name no other test uses.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}", fastrand::u64(..))
+}
+
+/// Environment for running the binary against moto through `AWS_ENDPOINT_URL`.
+pub fn moto_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", moto().to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
