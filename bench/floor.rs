@@ -1,0 +1,2 @@
+//! Baseline for warm numbers (placeholder; see bench/run.sh).
+fn main() {}
