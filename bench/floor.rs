@@ -1,2 +1,45 @@
-//! Baseline for warm numbers (placeholder; see bench/run.sh).
-fn main() {}
+//! Baseline for warm numbers: the "floor". The same requests bucket-trigger sends, with nothing
+//! of ours around them: a `lambda_runtime` function that, per invocation, POSTs one small JSON
+//! body per record of the event (`Records[]`, at least one) concurrently to `FLOOR_TARGET_URL`
+//! over one keep-alive reqwest client (the main crate's reqwest, same features and TLS), then
+//! answers with the statuses. No config, no templates, no secrets, no routing, no logging.
+//!
+//! Built by bench/run.sh: `cargo build --release --example floor`.
+
+use futures_util::future::join_all;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::{Value, json};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let url = std::env::var("FLOOR_TARGET_URL").map_err(|_| "FLOOR_TARGET_URL is not set")?;
+    let url = reqwest::Url::parse(&url)?;
+    // The same client settings as bucket-trigger's App::new (keep-alive pool, timeouts).
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .timeout(std::time::Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .user_agent("floor/0")
+        .build()?;
+    let (http, url) = (&http, &url);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let records = event
+            .payload
+            .get("Records")
+            .and_then(Value::as_array)
+            .map_or(1, |records| records.len().max(1));
+        let sends = (0..records).map(|i| async move {
+            let body = json!({ "dag_run_id": format!("floor-{i}"), "conf": { "record": i } });
+            let response = http.post(url.clone()).json(&body).send().await?;
+            let status = response.status().as_u16();
+            response.bytes().await?;
+            Ok::<u16, reqwest::Error>(status)
+        });
+        let mut statuses = Vec::with_capacity(records);
+        for result in join_all(sends).await {
+            statuses.push(result?);
+        }
+        Ok::<_, Error>(json!({ "sent": records, "statuses": statuses }))
+    }))
+    .await
+}

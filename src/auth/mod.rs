@@ -4,6 +4,8 @@
 mod airflow_token;
 mod basic;
 mod bearer;
+mod google;
+mod google_wif;
 mod oauth1;
 mod oauth2;
 pub mod token_cache;
@@ -18,6 +20,7 @@ use crate::secrets::{SecretCache, SecretString, SecretsError};
 pub use airflow_token::AirflowToken;
 pub use basic::Basic;
 pub use bearer::Bearer;
+pub use google::{CLOUD_PLATFORM, Google, GoogleAccessTokenConfig, GoogleIdTokenConfig};
 pub use oauth1::{OAuth1, OAuth1Config, Placement, sign_oauth1};
 pub use oauth2::{ClientAuth, OAuth2, OAuth2Config};
 
@@ -37,6 +40,11 @@ pub enum AuthConfig {
     Oauth1(OAuth1Config),
     /// OAuth 2.0 client credentials (Alteryx API v3, any token endpoint).
     Oauth2(OAuth2Config),
+    /// A Google OAuth 2.0 access token (Composer 2/3, Workflows), from a service-account key
+    /// or Workload Identity Federation.
+    GoogleAccessToken(GoogleAccessTokenConfig),
+    /// A Google OIDC ID token (Airflow behind Identity-Aware Proxy, Composer 1).
+    GoogleIdToken(GoogleIdTokenConfig),
 }
 
 impl AuthConfig {
@@ -49,6 +57,8 @@ impl AuthConfig {
             AuthConfig::AirflowToken(config) => vec![config.secret.as_str()],
             AuthConfig::Oauth1(config) => vec![config.secret.as_str()],
             AuthConfig::Oauth2(config) => vec![config.secret.as_str()],
+            AuthConfig::GoogleAccessToken(config) => vec![config.secret.as_str()],
+            AuthConfig::GoogleIdToken(config) => vec![config.secret.as_str()],
         }
     }
 
@@ -61,6 +71,8 @@ impl AuthConfig {
             AuthConfig::AirflowToken(_) => "airflow_token",
             AuthConfig::Oauth1(_) => "oauth1",
             AuthConfig::Oauth2(_) => "oauth2",
+            AuthConfig::GoogleAccessToken(_) => "google_access_token",
+            AuthConfig::GoogleIdToken(_) => "google_id_token",
         }
     }
 }
@@ -129,6 +141,8 @@ pub enum Auth {
     OAuth1(OAuth1),
     /// OAuth 2.0 client credentials.
     OAuth2(OAuth2),
+    /// Google access or ID tokens.
+    Google(Google),
 }
 
 impl Auth {
@@ -143,6 +157,8 @@ impl Auth {
             }
             AuthConfig::Oauth1(config) => Auth::OAuth1(OAuth1::new(config.clone())),
             AuthConfig::Oauth2(config) => Auth::OAuth2(OAuth2::new(config.clone())),
+            AuthConfig::GoogleAccessToken(config) => Auth::Google(Google::access(config.clone())),
+            AuthConfig::GoogleIdToken(config) => Auth::Google(Google::id(config.clone())),
         }
     }
 
@@ -159,6 +175,7 @@ impl Auth {
             Auth::AirflowToken(auth) => auth.apply(request, cx).await,
             Auth::OAuth1(auth) => auth.apply(request, cx).await,
             Auth::OAuth2(auth) => auth.apply(request, cx).await,
+            Auth::Google(auth) => auth.apply(request, cx).await,
         }
     }
 
@@ -171,6 +188,10 @@ impl Auth {
                 true
             }
             Auth::OAuth2(auth) => {
+                auth.invalidate().await;
+                true
+            }
+            Auth::Google(auth) => {
                 auth.invalidate().await;
                 true
             }

@@ -78,6 +78,13 @@ impl Airflow {
         templates: &mut Templates,
     ) -> Result<Self, TargetError> {
         let base_url = BaseUrl::new(&format!("{name}.base_url"), &config.base_url)?;
+        if let AuthConfig::GoogleIdToken(_) = config.auth {
+            tracing::warn!(
+                target = name,
+                "google_id_token (Identity-Aware Proxy) is the Cloud Composer 1 way in; Composer 1 reached end of \
+                 life in September 2026. Composer 2/3 take google_access_token"
+            );
+        }
         if config.dag_id.trim().is_empty() {
             return Err(TargetError::Invalid {
                 field: format!("{name}.dag_id"),

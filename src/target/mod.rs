@@ -6,6 +6,7 @@ mod airflow;
 mod alteryx;
 pub mod run_id;
 mod webhook;
+mod workflows;
 
 use std::fmt;
 
@@ -24,6 +25,7 @@ use crate::template::{TemplateError, Templates};
 pub use airflow::{Airflow, AirflowApi, AirflowConfig};
 pub use alteryx::{Alteryx, AlteryxApi, AlteryxConfig, Question};
 pub use webhook::{Webhook, WebhookConfig};
+pub use workflows::{Workflows, WorkflowsCallback, WorkflowsCallbackConfig, WorkflowsConfig};
 
 /// `target:` in a route: exactly one key naming the kind.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +37,10 @@ pub enum TargetConfig {
     Alteryx(AlteryxConfig),
     /// A templated JSON POST to any URL.
     Webhook(WebhookConfig),
+    /// A new Google Workflows execution.
+    Workflows(WorkflowsConfig),
+    /// A Google Workflows callback.
+    WorkflowsCallback(WorkflowsCallbackConfig),
 }
 
 impl TargetConfig {
@@ -48,6 +54,10 @@ impl TargetConfig {
             TargetConfig::Airflow(config) => Box::new(Airflow::new(config, name, templates)?),
             TargetConfig::Alteryx(config) => Box::new(Alteryx::new(config, name, templates)?),
             TargetConfig::Webhook(config) => Box::new(Webhook::new(config, name, templates)?),
+            TargetConfig::Workflows(config) => Box::new(Workflows::new(config, name, templates)?),
+            TargetConfig::WorkflowsCallback(config) => {
+                Box::new(WorkflowsCallback::new(config, name, templates)?)
+            }
         })
     }
 
@@ -57,6 +67,8 @@ impl TargetConfig {
             TargetConfig::Airflow(config) => &config.auth,
             TargetConfig::Alteryx(config) => &config.auth,
             TargetConfig::Webhook(config) => &config.auth,
+            TargetConfig::Workflows(config) => &config.auth,
+            TargetConfig::WorkflowsCallback(config) => &config.auth,
         }
     }
 
@@ -65,7 +77,10 @@ impl TargetConfig {
         let base = match self {
             TargetConfig::Airflow(config) => &config.base_url,
             TargetConfig::Alteryx(config) => &config.base_url,
-            TargetConfig::Webhook(_) => return self.auth().secret_ids(),
+            TargetConfig::WorkflowsCallback(config) => &config.url,
+            TargetConfig::Webhook(_) | TargetConfig::Workflows(_) => {
+                return self.auth().secret_ids();
+            }
         };
         let mut ids = self.auth().secret_ids();
         if let BaseUrlConfig::Secret { secret, .. } = base {

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# The benchmark suite in one command (issue 5): builds the release binary and the two baseline
+# examples (hello: init floor; floor: the same POSTs from bare reqwest), runs
+# bench/lambda_bench.py (cold start, first invocation with a moto Secrets Manager fetch, warm
+# 1/10 records at 0/50 ms upstream against a stand-in Airflow, peak RSS; everything on
+# 127.0.0.1), measures the binary and its `bootstrap` zip, counts duplicate crates, and prints
+# a markdown table with PASS/MISS against the budgets.
+#
+#   bench/run.sh                    # everything but criterion (~5-10 min of builds on a fresh clone, ~2 min of runs)
+#   bench/run.sh --with-criterion   # also `cargo bench --bench per_event` (per-event CPU costs)
+#   bench/run.sh --quick            # few iterations: checks the harness, numbers are rough
+#   bench/run.sh --no-build         # reuse target/release binaries as they are
+#   Extra arguments after `--` go to bench/lambda_bench.py (e.g. -- --cold-runs 40).
+#
+# Output: target/bench/ (results.json, extra.json, table.md, criterion.txt, logs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_criterion=0
+quick=0
+build=1
+passthrough=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --with-criterion) with_criterion=1 ;;
+    --quick) quick=1 ;;
+    --no-build) build=0 ;;
+    --) shift; passthrough=("$@"); break ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+out=target/bench
+mkdir -p "$out"
+bin=target/release/bucket-trigger
+hello=target/release/examples/hello
+floor=target/release/examples/floor
+
+if [ "$build" = 1 ]; then
+  # The deployable binary alone first: building it together with the examples would unify the
+  # dev-dependencies' features (tokio "full") into it.
+  echo "==> cargo build --release"
+  cargo build --release --bin bucket-trigger
+  echo "==> cargo build --release --example hello --example floor"
+  cargo build --release --example hello --example floor
+fi
+for f in "$bin" "$hello" "$floor"; do
+  [ -x "$f" ] || { echo "missing $f (run without --no-build)" >&2; exit 1; }
+done
+
+# moto (Secrets Manager emulator), as scripts/test.sh installs it.
+if [ ! -x .venv/bin/moto_server ]; then
+  echo "==> installing moto[server] into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+
+echo "==> sizes and duplicate crates"
+python3 - "$bin" "$hello" "$floor" "$out/extra.json" <<'PY'
+import json, os, subprocess, sys, tempfile, zipfile
+bin_, hello, floor, out = sys.argv[1:5]
+
+def zipped(path):
+    """Size of a Lambda deployment zip holding `path` as `bootstrap` (deflate, level 9)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        z = os.path.join(tmp, "bootstrap.zip")
+        with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+            info = zipfile.ZipInfo("bootstrap")
+            info.external_attr = 0o100755 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(path, "rb") as f:
+                zf.writestr(info, f.read(), compresslevel=9)
+        return os.path.getsize(z)
+
+tree = subprocess.run(
+    ["cargo", "tree", "-d", "-e", "normal", "--target", "x86_64-unknown-linux-gnu",
+     "--depth", "0", "--prefix", "none"],
+    check=True, capture_output=True, text=True).stdout
+versions = {}
+for line in tree.splitlines():
+    parts = line.split()
+    if len(parts) >= 2 and parts[1].startswith("v"):
+        versions.setdefault(parts[0], set()).add(parts[1])
+dups = sorted(n for n, v in versions.items() if len(v) > 1)
+extra = {
+    "binary_bytes": os.path.getsize(bin_),
+    "hello_bytes": os.path.getsize(hello),
+    "floor_bytes": os.path.getsize(floor),
+    "zip_bytes": zipped(bin_),
+    "hello_zip_bytes": zipped(hello),
+    "duplicates": ["%s (%s)" % (n, ", ".join(sorted(versions[n]))) for n in dups],
+}
+with open(out, "w") as f:
+    json.dump(extra, f, indent=1)
+print("binary %d bytes, zip %d bytes; %d duplicated crates: %s" % (
+    extra["binary_bytes"], extra["zip_bytes"], len(dups), ", ".join(extra["duplicates"])))
+PY
+
+echo "==> machine"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "kernel: $(uname -sr)"
+  echo "rustc: $(rustc --version)"
+  echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
+} | tee "$out/machine.txt"
+
+echo "==> bench/lambda_bench.py"
+args=(--binary "$bin" --hello "$hello" --floor "$floor" --moto .venv/bin/moto_server --json "$out/results.json")
+[ "$quick" = 1 ] && args+=(--quick)
+python3 bench/lambda_bench.py "${args[@]}" "${passthrough[@]}"
+echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
+
+if [ "$with_criterion" = 1 ]; then
+  echo "==> cargo bench --bench per_event"
+  cargo bench --bench per_event 2>&1 | tee "$out/criterion.txt"
+fi
+
+echo
+echo "## Results"
+echo
+sed 's/^/    /' "$out/machine.txt"
+echo
+python3 bench/lambda_bench.py report "$out/results.json" "$out/extra.json" | tee "$out/table.md"
+if [ "$with_criterion" = 1 ]; then
+  echo
+  echo "Per-event CPU (criterion, median of the estimate):"
+  echo
+  python3 - "$out/criterion.txt" <<'PY' | tee -a "$out/table.md"
+import re, sys
+name = None
+print("| Benchmark | Time (median estimate) |")
+print("|---|---|")
+for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
+    m = re.match(r"^(\S+)\s*(time:\s*\[(.*)\])?", line)
+    if m and not line.startswith(("Benchmarking", "Found", "Warning", "Gnuplot", "  ", "\t")) and "/" in m.group(1):
+        name = m.group(1)
+    t = re.search(r"time:\s*\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
+    if t and name:
+        print("| `%s` | %s |" % (name, t.group(1)))
+        name = None
+PY
+fi
