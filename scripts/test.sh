@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Python test dependencies: moto (Secrets Manager emulator) and oauthlib (the independent
-# OAuth 1.0a verifier in tests/fixtures/gallery_server.py).
-requirements="moto[server] oauthlib"
+# Python test dependencies: moto (Secrets Manager emulator), oauthlib (the independent OAuth
+# 1.0a verifier in tests/fixtures/gallery_server.py), and google-auth, PyJWT, cryptography and
+# botocore (the JWT and SigV4 verifiers in tests/fixtures/google_server.py).
+requirements="moto[server] oauthlib google-auth PyJWT cryptography botocore"
 if [ "$(cat .venv/.test-requirements 2>/dev/null)" != "$requirements" ]; then
   echo "==> installing $requirements into .venv"
   python3 -m venv .venv
@@ -23,7 +24,8 @@ export MOTO_SERVER="$PWD/.venv/bin/moto_server"
 
 export TEST_PYTHON="$PWD/.venv/bin/python"
 
-# The OAuth 1.0a verifier must reject bad signatures before its verdicts count.
+# The verifiers must reject bad signatures and tokens before their verdicts count.
 .venv/bin/python tests/fixtures/check_gallery_server.py | tail -n 1
+.venv/bin/python tests/fixtures/check_google_server.py | tail -n 1
 
 cargo test "$@"

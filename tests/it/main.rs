@@ -5,6 +5,7 @@ mod alteryx;
 mod cli;
 mod deploy;
 mod events;
+mod google;
 mod handler;
 mod secrets_manager;
 mod support;

@@ -101,10 +101,80 @@ pub fn python() -> String {
     })
 }
 
-/// A stand-in Alteryx Gallery (tests/fixtures/gallery_server.py) that verifies OAuth 1.0a
-/// signatures with Python's oauthlib. Stopped when dropped.
-pub struct Gallery {
+/// A Python stand-in server from tests/fixtures, started with a piped stdin (it exits when the
+/// pipe closes) and stopped when dropped.
+pub struct Fixture {
     child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub origin: String,
+}
+
+impl Fixture {
+    /// Runs `tests/fixtures/{script}` with `args` and waits for its `LISTENING <port>` line.
+    pub fn start(script: &str, args: &[String]) -> Fixture {
+        use std::io::BufRead;
+        let mut child = Command::new(python())
+            .arg(root().join("tests/fixtures").join(script))
+            .args(args)
+            .env("NO_PROXY", "127.0.0.1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start tests/fixtures/{script}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("LISTENING ").unwrap_or_else(|| {
+            panic!("{script} did not start ({line:?}); are its Python packages installed? (scripts/test.sh installs them)")
+        });
+        Fixture {
+            child,
+            origin: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `GET path` on the fixture, as JSON.
+    pub fn get(&self, path: &str) -> Value {
+        self.send("GET", path)
+    }
+
+    /// `POST path` with no body, as JSON.
+    pub fn post(&self, path: &str) -> Value {
+        self.send("POST", path)
+    }
+
+    fn send(&self, method: &str, path: &str) -> Value {
+        use std::io::{Read, Write};
+        let address = self.origin.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        serde_json::from_str(body).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A stand-in Alteryx Gallery (tests/fixtures/gallery_server.py) that verifies OAuth 1.0a
+/// signatures with Python's oauthlib.
+pub struct Gallery {
+    fixture: Fixture,
     /// `http://127.0.0.1:PORT/gallery`
     pub url: String,
 }
@@ -112,53 +182,22 @@ pub struct Gallery {
 impl Gallery {
     /// Starts one that accepts exactly this consumer key and secret.
     pub fn start(key: &str, secret: &str) -> Gallery {
-        use std::io::BufRead;
-        let mut child = Command::new(python())
-            .arg(root().join("tests/fixtures/gallery_server.py"))
-            .arg(format!("--consumer-key={key}"))
-            .arg(format!("--consumer-secret={secret}"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("cannot start tests/fixtures/gallery_server.py");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("LISTENING ").unwrap_or_else(|| {
-            panic!("gallery_server.py did not start ({line:?}); is oauthlib installed? (scripts/test.sh installs it)")
-        });
-        let url = format!("http://127.0.0.1:{port}/gallery");
-        Gallery { child, url }
+        let fixture = Fixture::start(
+            "gallery_server.py",
+            &[
+                format!("--consumer-key={key}"),
+                format!("--consumer-secret={secret}"),
+            ],
+        );
+        let url = format!("{}/gallery", fixture.origin);
+        Gallery { fixture, url }
     }
 
     /// What the server received, with its own verdict on each signature.
     pub fn requests(&self) -> Vec<Value> {
-        let port = self
-            .url
-            .trim_start_matches("http://127.0.0.1:")
-            .split('/')
-            .next()
-            .unwrap();
-        let mut stream =
-            std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-        use std::io::{Read, Write};
-        write!(stream, "GET /_requests HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let body = answer.split_once("\r\n\r\n").unwrap().1;
-        serde_json::from_str(body).unwrap()
+        serde_json::from_value(self.fixture.get("/_requests")).unwrap()
     }
 }
-
-impl Drop for Gallery {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A Secrets Manager client of the real SDK, pointed at the moto server.
 pub fn moto_client() -> aws_sdk_secretsmanager::Client {
     use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
