@@ -271,6 +271,20 @@ impl Templates {
         })
     }
 
+    /// Renders `template` if configured, else the whole event: the default payload of every
+    /// target (Airflow `conf`, webhook body, Workflows argument).
+    pub fn render_or_event(
+        &self,
+        template: Option<&ValueTemplate>,
+        context: &Value,
+        event: &ObjectEvent,
+    ) -> Result<Json, TemplateError> {
+        match template {
+            Some(template) => self.render_value(template, context),
+            None => Ok(serde_json::to_value(event).unwrap_or(Json::Null)),
+        }
+    }
+
     fn render(&self, name: &str, context: &Value) -> Result<String, TemplateError> {
         let template = self
             .env

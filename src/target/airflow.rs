@@ -155,10 +155,7 @@ impl Target for Airflow {
             Some(t) => run_id::sanitize(&templates.render_string(t, &context)?),
             None => run_id::default_for(route, event),
         };
-        let conf = match &self.conf {
-            Some(t) => templates.render_value(t, &context)?,
-            None => serde_json::to_value(event).unwrap_or(Value::Null),
-        };
+        let conf = templates.render_or_event(self.conf.as_ref(), &context, event)?;
         let render = |t: &Option<StringTemplate>| {
             t.as_ref()
                 .map(|t| templates.render_string(t, &context))

@@ -171,10 +171,7 @@ impl Target for Webhook {
         _base: &Url,
     ) -> Result<Built, TargetError> {
         let context = template::context_value(&template::Context::new(event, route));
-        let body = match &self.body {
-            Some(t) => templates.render_value(t, &context)?,
-            None => serde_json::to_value(event).unwrap_or(Value::Null),
-        };
+        let body = templates.render_or_event(self.body.as_ref(), &context, event)?;
         let mut request = Request::new(self.method.clone(), self.url.clone());
         for (name, value) in &self.headers {
             let value = templates.render_string(value, &context)?;

@@ -155,13 +155,8 @@ impl Target for Workflows {
         templates: &Templates,
         base: &Url,
     ) -> Result<Built, TargetError> {
-        let argument = match &self.argument {
-            Some(t) => {
-                let context = template::context_value(&template::Context::new(event, route));
-                templates.render_value(t, &context)?
-            }
-            None => serde_json::to_value(event).unwrap_or(Value::Null),
-        };
+        let context = template::context_value(&template::Context::new(event, route));
+        let argument = templates.render_or_event(self.argument.as_ref(), &context, event)?;
         let argument = argument.to_string();
         if argument.len() > MAX_ARGUMENT_BYTES {
             return Err(TargetError::Invalid {
@@ -290,13 +285,8 @@ impl Target for WorkflowsCallback {
         templates: &Templates,
         base: &Url,
     ) -> Result<Built, TargetError> {
-        let body = match &self.body {
-            Some(t) => templates.render_value(
-                t,
-                &template::context_value(&template::Context::new(event, route)),
-            )?,
-            None => serde_json::to_value(event).unwrap_or(Value::Null),
-        };
+        let context = template::context_value(&template::Context::new(event, route));
+        let body = templates.render_or_event(self.body.as_ref(), &context, event)?;
         let mut request = Request::new(self.method.clone(), base.clone());
         request.body = Body::Json(body);
         Ok(Built {
