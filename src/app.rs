@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::{Config, Route};
+use crate::config::{Config, Route, TlsRoots};
 use crate::delivery::{Delivered, Sender, Status};
 use crate::event::{Body, Invocation, ObjectEvent, Parsed};
 use crate::secrets::{SecretCache, SecretSource};
@@ -135,6 +135,21 @@ impl Report {
     }
 }
 
+/// A rustls client configuration trusting the compiled-in Mozilla roots, with the aws-lc-rs
+/// provider (the one the AWS SDK and jsonwebtoken use too).
+fn bundled_roots_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
 struct Job<'a> {
     event: &'a ObjectEvent,
     route: &'a Route,
@@ -144,7 +159,19 @@ struct Job<'a> {
 impl App {
     /// Builds the app: the HTTP client (rustls, keep-alive pool) and the secret cache.
     pub fn new(config: Config, secrets: Box<dyn SecretSource>) -> Result<App, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let bundled = match config.settings.tls_roots {
+            TlsRoots::Bundled => bundled_roots_tls()
+                .inspect_err(|error| tracing::warn!(%error, "bundled TLS roots unusable; using the system store"))
+                .ok(),
+            TlsRoots::System => None,
+        };
+        let builder = match bundled {
+            // Mozilla's roots, compiled in: no certificate files read or parsed at cold start
+            // (the system store costs several milliseconds to scan and parse).
+            Some(tls) => reqwest::Client::builder().tls_backend_preconfigured(tls),
+            None => reqwest::Client::builder(),
+        };
+        let http = builder
             .connect_timeout(config.settings.connect_timeout)
             .timeout(config.settings.request_timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(60))

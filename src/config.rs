@@ -48,6 +48,20 @@ pub struct RawSettings {
     pub backoff_max_ms: Option<u64>,
     /// Time kept free before the Lambda deadline (default 2 000 ms).
     pub deadline_margin_ms: Option<u64>,
+    /// Trust anchors for HTTPS targets: `bundled` (default: Mozilla's roots compiled in, nothing
+    /// read at start) or `system` (the OS store, which also holds private CAs added to it).
+    pub tls_roots: Option<TlsRoots>,
+}
+
+/// Where HTTPS trust anchors come from.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsRoots {
+    /// Mozilla's root certificates, compiled in (`webpki-roots`).
+    #[default]
+    Bundled,
+    /// The operating system's certificate store, read when the client is built.
+    System,
 }
 
 /// One route as written.
@@ -79,6 +93,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// HTTPS trust anchors.
+    pub tls_roots: TlsRoots,
 }
 
 /// A compiled route.
@@ -297,6 +313,7 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
             max: ms(raw.backoff_max_ms, 5_000),
             deadline_margin: ms(raw.deadline_margin_ms, 2_000),
         },
+        tls_roots: raw.tls_roots.unwrap_or_default(),
     };
     let positive = [
         ("settings.max_concurrency", settings.max_concurrency as u64),

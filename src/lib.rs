@@ -28,7 +28,7 @@ pub const ENV_SECRETS_FILE: &str = "BUCKET_TRIGGER_SECRETS_FILE";
 
 /// The secret source: a local file when `path` is given (or `BUCKET_TRIGGER_SECRETS_FILE` is
 /// set), else AWS Secrets Manager through the default AWS configuration chain. The SDK client is
-/// built only when the configuration reads secrets at all.
+/// built on the first secret fetch, only if the configuration reads secrets at all.
 pub async fn secret_source(
     path: Option<&Path>,
     needs_secrets: bool,
@@ -38,7 +38,7 @@ pub async fn secret_source(
         .filter(|p| !p.trim().is_empty());
     match path.map(Path::to_owned).or(from_env.map(Into::into)) {
         Some(path) => Ok(Box::new(SecretsFile::load(&path)?)),
-        None if needs_secrets => Ok(Box::new(SecretsManager::from_env().await)),
+        None if needs_secrets => Ok(Box::new(SecretsManager::from_env())),
         None => Ok(Box::new(SecretsFile::parse(Path::new("(none)"), "{}")?)),
     }
 }

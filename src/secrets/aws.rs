@@ -4,31 +4,47 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use futures_util::future::BoxFuture;
+use tokio::sync::OnceCell;
 
 use super::{SecretSource, SecretString, SecretsError};
 
-/// Secrets Manager, through one SDK client built at cold start.
-#[derive(Debug, Clone)]
+/// Secrets Manager, through one SDK client built on first use and kept for the container's
+/// life. Building it loads the AWS configuration and the SDK's TLS trust store (several
+/// milliseconds), so it is deferred until a secret is actually needed rather than done in init.
+#[derive(Debug)]
 pub struct SecretsManager {
-    client: Client,
+    client: OnceCell<Client>,
 }
 
 impl SecretsManager {
     /// Wraps a client.
     pub fn new(client: Client) -> Self {
-        SecretsManager { client }
+        SecretsManager {
+            client: OnceCell::new_with(Some(client)),
+        }
     }
 
     /// A client from the default AWS configuration chain (environment, profile, container role),
-    /// honouring `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL`.
-    pub async fn from_env() -> Self {
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        SecretsManager::new(Client::new(&config))
+    /// honouring `AWS_ENDPOINT_URL_SECRETS_MANAGER` / `AWS_ENDPOINT_URL`, built on first use.
+    pub fn from_env() -> Self {
+        SecretsManager {
+            client: OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async {
+                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                Client::new(&config)
+            })
+            .await
     }
 
     async fn get(&self, id: &str) -> Result<SecretString, SecretsError> {
         let output = self
-            .client
+            .client()
+            .await
             .get_secret_value()
             .secret_id(id)
             .send()
