@@ -3,6 +3,7 @@
 //! body per record of the event (`Records[]`, at least one) concurrently to `FLOOR_TARGET_URL`
 //! over one keep-alive reqwest client (the main crate's reqwest, same features and TLS), then
 //! answers with the statuses. No config, no templates, no secrets, no routing, no logging.
+//! The client is built like bucket-trigger's (same reqwest features, rustls config and roots).
 //!
 //! Built by bench/run.sh: `cargo build --release --example floor`.
 
@@ -14,8 +15,14 @@ use serde_json::{Value, json};
 async fn main() -> Result<(), Error> {
     let url = std::env::var("FLOOR_TARGET_URL").map_err(|_| "FLOOR_TARGET_URL is not set")?;
     let url = reqwest::Url::parse(&url)?;
-    // The same client settings as bucket-trigger's App::new (keep-alive pool, timeouts).
-    let http = reqwest::Client::builder()
+    // The same client as bucket-trigger's App::new: rustls with the aws-lc-rs provider and the
+    // compiled-in Mozilla roots (its default `settings.tls_roots: bundled`; FLOOR_TLS_ROOTS=system
+    // gives reqwest's own default, the OS store), keep-alive pool, the same timeouts.
+    let builder = match std::env::var("FLOOR_TLS_ROOTS").as_deref() {
+        Ok("system") => reqwest::Client::builder(),
+        _ => reqwest::Client::builder().tls_backend_preconfigured(bundled_roots_tls()?),
+    };
+    let http = builder
         .connect_timeout(std::time::Duration::from_secs(3))
         .timeout(std::time::Duration::from_secs(10))
         .pool_idle_timeout(std::time::Duration::from_secs(60))
@@ -42,4 +49,18 @@ async fn main() -> Result<(), Error> {
         Ok::<_, Error>(json!({ "sent": records, "statuses": statuses }))
     }))
     .await
+}
+
+/// As bucket-trigger's `app::bundled_roots_tls` (private there): Mozilla's roots, compiled in.
+fn bundled_roots_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
 }

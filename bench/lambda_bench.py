@@ -40,12 +40,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET_ID = "bench/airflow"
+# Where openssl-probe (used by rustls-native-certs) looks for a CA bundle, in its order.
+CA_BUNDLES = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/ssl/cert.pem",
+]
 DEADLINE = None  # time.monotonic() limit for the whole run
 
 
 def check_deadline():
     if DEADLINE is not None and time.monotonic() > DEADLINE:
         raise SystemExit("lambda_bench: --max-seconds exceeded; stopping")
+
+
+class Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer on 127.0.0.1 that does not print a traceback when a killed function
+    process drops its connection."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,6 +85,8 @@ class StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as a real Airflow behind a proxy
+            # Headers and body are two writes: without TCP_NODELAY, Nagle + delayed ACK add 40 ms.
+            disable_nagle_algorithm = True
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -78,9 +104,7 @@ class StandIn:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 64
+        self.server = Server(Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -109,6 +133,7 @@ class Runtime:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # see StandIn
 
             def do_GET(self):
                 if not self.path.endswith("/runtime/invocation/next"):
@@ -129,7 +154,7 @@ class Runtime:
                     except queue.Empty:
                         pass
                 if item is None:
-                    self.send_error(410)
+                    self.close_connection = True  # shut down: the process is being killed
                     return
                 request_id, body = item
                 self.send_response(200)
@@ -142,11 +167,11 @@ class Runtime:
                     "arn:aws:lambda:us-east-1:123456789012:function:bench",
                 )
                 self.send_header("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000")
-                sent = time.perf_counter()
+                # Stored before the write: the answer can arrive before this thread runs again.
+                with runtime.cond:
+                    runtime.results[request_id]["sent"] = time.perf_counter()
                 self.end_headers()
                 self.wfile.write(body)
-                with runtime.cond:
-                    runtime.results[request_id]["sent"] = sent
 
             def do_POST(self):
                 data = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -165,8 +190,7 @@ class Runtime:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = Server(Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
@@ -266,6 +290,12 @@ class Function:
                 if key in ("VmHWM", "VmRSS", "Threads"):
                     fields[key] = value.strip()
         return fields
+
+    def cpu_ms(self):
+        """User + system CPU time of the process so far (clock ticks, usually 10 ms)."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self):
         kb = int(self.status()["VmHWM"].split()[0])
@@ -384,9 +414,9 @@ def summary(values):
     }
 
 
-def bucket_trigger_config(target_url):
+def bucket_trigger_config(target_url, settings=""):
     return (
-        "settings: { secrets_ttl_seconds: 3600 }\n"
+        "settings: { secrets_ttl_seconds: 3600%s }\n"
         "routes:\n"
         "  - name: sales-csv\n"
         "    match: { bucket: acme-landing, prefix: incoming/, suffix: .csv }\n"
@@ -398,7 +428,7 @@ def bucket_trigger_config(target_url):
         '        run_id: "s3__{{ key | slug }}__{{ sequencer }}"\n'
         '        conf: { bucket: "{{ bucket }}", key: "{{ key }}", uri: "s3://{{ bucket }}/{{ key }}", size: "{{ size }}" }\n'
         '        note: "Triggered by {{ event_name }} on s3://{{ bucket }}/{{ key }}"\n'
-        "        auth: { basic: { secret: %s } }\n" % (target_url, SECRET_ID)
+        "        auth: { basic: { secret: %s } }\n" % (settings, target_url, SECRET_ID)
     )
 
 
@@ -420,7 +450,9 @@ def check_floor(answer, records):
 def run(args):
     global DEADLINE
     DEADLINE = time.monotonic() + args.max_seconds
-    work = tempfile.mkdtemp(prefix="lambda-bench-")
+    if args.work_dir:
+        os.makedirs(args.work_dir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="lambda-bench-", dir=args.work_dir or None)
     home = os.path.join(work, "home")
     os.makedirs(home)
     with open(args.event, "rb") as f:
@@ -448,23 +480,42 @@ def run(args):
 
         # --- cold: alternate ours / hello / floor, fresh processes.
         print("cold: %d runs each of bucket-trigger, hello, floor (alternated)" % args.cold_runs, flush=True)
-        cold = {"ours_init": [], "hello_init": [], "floor_init": [], "ours_first": [], "hello_first": [], "spawn": []}
+        # Diagnostic variants, to see where init and the first invocation go:
+        #   ours_secretsfile   secrets from a file: no AWS SDK at all
+        #   ours_certfile      SSL_CERT_FILE = the CA bundle: rustls-native-certs (the AWS SDK's
+        #                      trust store) reads that file only, no scan of the cert directory
+        #   ours_systemroots   settings.tls_roots: system (the OS store for the HTTP client)
+        #   floor_systemroots  the floor with reqwest's default roots (the OS store)
+        bundle = next((p for p in CA_BUNDLES if os.path.exists(p)), None)
+        secrets_file = os.path.join(work, "secrets.json")
+        with open(secrets_file, "w") as f:
+            json.dump({SECRET_ID: {"username": "trigger-bot", "password": "bench-password"}}, f)
+        variants = [("ours", args.binary, ours_env), ("hello", args.hello, hello_env), ("floor", args.floor, floor_env)]
+        if not args.no_variants:
+            variants.append(("ours_secretsfile", args.binary, dict(ours_env, BUCKET_TRIGGER_SECRETS_FILE=secrets_file)))
+            if bundle:
+                variants.append(("ours_certfile", args.binary, dict(ours_env, SSL_CERT_FILE=bundle)))
+            system = bucket_trigger_config(standin.url, ", tls_roots: system")
+            if subprocess.run([args.binary, "validate"], env=dict(ours_env, BUCKET_TRIGGER_CONFIG=system),
+                              capture_output=True, timeout=30).returncode == 0:
+                variants.append(("ours_systemroots", args.binary, dict(ours_env, BUCKET_TRIGGER_CONFIG=system)))
+            variants.append(("floor_systemroots", args.floor, dict(floor_env, FLOOR_TLS_ROOTS="system")))
+        results["ca_bundle"] = bundle
+        cold = {"spawn": []}
         for i in range(args.cold_runs):
-            order = [("ours", args.binary, ours_env), ("hello", args.hello, hello_env), ("floor", args.floor, floor_env)]
-            if i % 2:
-                order.reverse()
+            order = variants if i % 2 == 0 else variants[::-1]
             for name, binary, env in order:
                 fn = Function(name, binary, env, work)
                 try:
-                    cold[name + "_init"].append(fn.wait_init())
+                    cold.setdefault(name + "_init", []).append(fn.wait_init())
                     cold["spawn"].append(fn.spawn_ms)
-                    if name == "ours":
+                    if name.startswith("ours"):
                         d, answer = fn.invoke(one)
                         check_ours(answer, 1)
-                        cold["ours_first"].append(d)
+                        cold.setdefault(name + "_first", []).append(d)
                     elif name == "hello":
                         d, _ = fn.invoke(one)
-                        cold["hello_first"].append(d)
+                        cold.setdefault("hello_first", []).append(d)
                 finally:
                     fn.close()
         results["cold"] = {k: summary(v) for k, v in cold.items() if v}
@@ -497,45 +548,64 @@ def run(args):
         cleanup.insert(0, ours.close)
         floor = Function("floor-warm", args.floor, floor_env, work)
         cleanup.insert(0, floor.close)
-        ours.wait_init()
-        floor.wait_init()
-        d, answer = ours.invoke(one)  # the cold invocation: secret fetch, first connection
-        check_ours(answer, 1)
-        floor.invoke(one)
+        # Optionally a second bucket-trigger with another log level (e.g. warn), to price the
+        # per-delivery log lines; invoked in the same rotation.
+        quiet = None
+        if args.compare_log_level:
+            quiet = Function("ours-warm-" + args.compare_log_level, args.binary,
+                             dict(ours_env, AWS_LAMBDA_LOG_LEVEL=args.compare_log_level), work)
+            cleanup.insert(0, quiet.close)
+        fns = [("ours", ours, check_ours), ("floor", floor, check_floor)]
+        if quiet:
+            fns.append(("ours_quiet", quiet, check_ours))
+        for _, fn, check in fns:
+            fn.wait_init()
+            _, answer = fn.invoke(one)  # the cold invocation: secret fetch, first connection
+            check(answer, 1)
         settings = [(1, 0, args.n0), (10, 0, args.n0), (1, 50, args.n50), (10, 50, args.n50)]
         warm = {}
         for rnd in range(args.rounds):
             for records, latency_ms, n in settings:
                 key = "%drec_%dms" % (records, latency_ms)
-                print("warm round %d: %s x %d (bucket-trigger and floor alternated)" % (rnd + 1, key, n), flush=True)
+                print("warm round %d: %s x %d (%s in rotation)" % (rnd + 1, key, n, ", ".join(f[0] for f in fns)), flush=True)
                 standin.latency = latency_ms / 1000.0
                 body = one if records == 1 else ten
                 for _ in range(args.warmup):
-                    ours.invoke(body)
-                    floor.invoke(body)
-                w = warm.setdefault(key, {"ours": [], "floor": [], "diff": [], "round_medians": []})
-                o_round, f_round = [], []
+                    for _, fn, _ in fns:
+                        fn.invoke(body)
+                w = warm.setdefault(key, {"round_medians": []})
+                samples = {name: [] for name, _, _ in fns}
+                cpu_before = {name: fn.cpu_ms() for name, fn, _ in fns}
                 for i in range(n):
-                    pair = [(ours, check_ours, o_round), (floor, check_floor, f_round)]
-                    if i % 2:
-                        pair.reverse()
-                    for fn, check, sink in pair:
+                    k = i % len(fns)
+                    for name, fn, check in fns[k:] + fns[:k]:  # rotate who goes first
                         d, answer = fn.invoke(body)
                         check(answer, records)
-                        sink.append(d)
-                w["ours"] += o_round
-                w["floor"] += f_round
-                w["diff"] += [a - b for a, b in zip(o_round, f_round)]
-                w["round_medians"].append([statistics.median(o_round), statistics.median(f_round)])
-        results["warm"] = {
-            key: {
+                        samples[name].append(d)
+                for name, fn, _ in fns:
+                    cpu = w.setdefault("cpu_" + name, [0.0, 0])
+                    cpu[0] += fn.cpu_ms() - cpu_before[name]
+                    cpu[1] += n
+                for name, values in samples.items():
+                    w.setdefault(name, []).extend(values)
+                w.setdefault("diff", []).extend(a - b for a, b in zip(samples["ours"], samples["floor"]))
+                w["round_medians"].append([statistics.median(samples["ours"]), statistics.median(samples["floor"])])
+        results["warm"] = {}
+        for key, w in warm.items():
+            entry = {
                 "ours": summary(w["ours"]),
                 "floor": summary(w["floor"]),
                 "paired_diff": summary(w["diff"]),
                 "round_medians": w["round_medians"],
             }
-            for key, w in warm.items()
-        }
+            # CPU (user + system, all threads) per invocation, from /proc/<pid>/stat.
+            entry["cpu_ms_per_invocation"] = {
+                name[4:]: value[0] / value[1] for name, value in w.items() if name.startswith("cpu_")
+            }
+            if "ours_quiet" in w:
+                entry["ours_quiet"] = summary(w["ours_quiet"])
+                entry["quiet_log_level"] = args.compare_log_level
+            results["warm"][key] = entry
         results["rss"]["ours_after_warm_mb"] = ours.peak_rss_mb()
         results["rss"]["floor_after_warm_mb"] = floor.peak_rss_mb()
         results["standin_requests"] = standin.requests
@@ -576,6 +646,20 @@ def report(results, extra=None):
     ratio = oi["median"] / hi["median"]
     add("| Init: exec → first `/next` (median, p90; %d cold starts) | %.2f ms (p90 %.2f) | hello %.2f ms (p90 %.2f); floor %.2f ms | ≤ 2× hello | %s: %.1f× hello (+%.2f ms) |" % (
         oi["n"], oi["median"], oi["p90"], hi["median"], hi["p90"], fi["median"], verdict(ratio <= BUDGETS["init_ratio"]), ratio, oi["median"] - hi["median"]))
+    labels = [
+        ("ours_secretsfile", "secrets from a file (no AWS SDK)"),
+        ("ours_certfile", "SSL_CERT_FILE=%s (SDK reads the bundle only)" % results.get("ca_bundle")),
+        ("ours_systemroots", "settings.tls_roots: system"),
+        ("floor_systemroots", "floor with reqwest's default (system) roots"),
+    ]
+    parts = []
+    for key, label in labels:
+        if key + "_init" in cold:
+            first = cold.get(key + "_first")
+            parts.append("%s: init %.2f%s" % (label, cold[key + "_init"]["median"],
+                                              ", first %.2f" % first["median"] if first else ""))
+    if parts:
+        add("| Diagnostics (medians, ms; same cold starts) | %s | — | — | — |" % "; ".join(parts))
     of, hf = cold["ours_first"], cold.get("hello_first")
     add("| First invocation, 1 record: secret from moto Secrets Manager + POST (median, p90) | %.2f ms (p90 %.2f) | hello echo %.2f ms; moto GetSecretValue via boto3 %.2f ms | — | — |" % (
         of["median"], of["p90"], hf["median"] if hf else float("nan"), results.get("moto_get_secret_value_ms_boto3", float("nan"))))
@@ -595,9 +679,16 @@ def report(results, extra=None):
             budget, ok = "≤ 60 ms; overhead ≤ 0.5 ms", o["median"] <= BUDGETS["10rec_50ms_ms"] and over <= BUDGETS["overhead_10rec_ms"]
         rounds = ", ".join("%.2f" % r[0] for r in w["round_medians"])
         frounds = ", ".join("%.2f" % r[1] for r in w["round_medians"])
-        add("| Warm, %s (n=%d; round medians %s / floor %s) | %.2f ms (p90 %.2f) | floor %.2f ms (p90 %.2f) | %s | %s overhead %+.2f ms (×%.2f; paired median %+.2f) |" % (
+        quiet = ""
+        if "ours_quiet" in w:
+            q = w["ours_quiet"]
+            quiet = "; with log level %s: %.2f ms, overhead %+.2f ms" % (w["quiet_log_level"], q["median"], q["median"] - f["median"])
+        cpu = w.get("cpu_ms_per_invocation")
+        if cpu:
+            quiet += "; CPU/invocation %.2f ms vs floor %.2f ms (%+.2f)" % (cpu["ours"], cpu["floor"], cpu["ours"] - cpu["floor"])
+        add("| Warm, %s (n=%d; round medians %s / floor %s) | %.2f ms (p90 %.2f) | floor %.2f ms (p90 %.2f) | %s | %s overhead %+.2f ms (×%.2f; paired median %+.2f%s) |" % (
             label, o["n"], rounds, frounds, o["median"], o["p90"], f["median"], f["p90"], budget,
-            (verdict(ok) + ":") if ok is not None else "", over, o["median"] / f["median"], d["median"]))
+            (verdict(ok) + ":") if ok is not None else "", over, o["median"] / f["median"], d["median"], quiet))
     after_warm = rss.get("ours_after_warm_mb", nan)
     add("| Peak RSS (VmHWM), fresh process, cold start + %d × 10-record invocations | %.1f MB (%.1f MB after init; %.1f MB after the whole warm run) | hello %.1f MB; floor %.1f MB (after the warm run) | ≤ 25 MB | %s |" % (
         rss["invocations"], rss["ours_10rec_mb"], rss["ours_after_init_mb"], after_warm, rss["hello_mb"],
@@ -636,11 +727,15 @@ def main(argv=None):
     parser.add_argument("--n50", type=int, default=50, help="invocations per round at 50 ms upstream")
     parser.add_argument("--warmup", type=int, default=5, help="unrecorded invocations per setting")
     parser.add_argument("--rss-invocations", type=int, default=20)
+    parser.add_argument("--compare-log-level", default="warn",
+                        help="also run a bucket-trigger with this AWS_LAMBDA_LOG_LEVEL in the warm rotation ('' = off)")
     parser.add_argument("--log-level", default="", help="AWS_LAMBDA_LOG_LEVEL for bucket-trigger (default: unset = info)")
     parser.add_argument("--max-seconds", type=float, default=1200)
+    parser.add_argument("--no-variants", action="store_true", help="skip the diagnostic init variants")
     parser.add_argument("--cold-only", action="store_true", help="cold starts and RSS only, no warm runs")
     parser.add_argument("--quick", action="store_true", help="few runs, to check the harness")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--work-dir", help="where the per-process logs go (default: a new directory in $TMPDIR)")
     args = parser.parse_args(argv)
     if args.quick:
         args.cold_runs, args.rounds, args.n0, args.n50, args.warmup, args.rss_invocations = 3, 1, 20, 5, 2, 3

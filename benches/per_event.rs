@@ -4,20 +4,22 @@
 //! well under 3 minutes on 2 cores):
 //!
 //! * `parse/<file>`    `event::parse_bytes` on every sample envelope in `events/`, plus a
-//!                     generated 10-record S3 notification.
+//!   generated 10-record S3 notification.
 //! * `route/...`       `Config::matching` for one event over a config's routes.
 //! * `build/<target>`  `Target::build`: render the templates, build URL + JSON body (+ run id),
-//!                     for Airflow v2 (templated), Airflow v1 (default conf), webhook, Alteryx v1.
+//!   for Airflow v2 (templated), Airflow v1 (default conf), webhook, Alteryx v1;
+//!   `build/context_value`: the template context alone (part of each of those).
 //! * `sign/...`        `auth::sign_oauth1` (query and header placement, fixed nonce/timestamp),
-//!                     and `Auth::apply` for basic, bearer and OAuth 1.0a through the public API
-//!                     (cached secret: a lookup in the `SecretCache` plus the header; polled by a
-//!                     current-thread tokio runtime, whose `block_on` adds ~0.1 µs).
+//!   and `Auth::apply` for basic, bearer and OAuth 1.0a through the public API
+//!   (cached secret: a lookup in the `SecretCache` plus the header; polled by a
+//!   current-thread tokio runtime, whose `block_on` adds ~0.1 µs).
 //! * `pipeline/...`    `App::process` in dry-run mode (route, build, sign, printable request)
-//!                     for 1 and 10 records; `parse+process` includes parsing the bytes.
+//!   for 1 and 10 records; `parse+process` includes parsing the bytes.
 //! * `init/config`     `Config::parse` of examples/bucket-trigger.yaml (a cold-start cost).
 //!
-//! TODO(JWT RS256 signing, the jsonwebtoken / aws-lc-rs issue): add `sign/jwt_rs256` once the
-//! JWT auth scheme lands (key parsing at init vs. per-request signing belong in separate benches).
+//! TODO(JWT RS256 signing, its own issue): add `sign/jwt_rs256` once RS256 signing is reachable
+//! through the public API (today only the private `sign_assertion` in src/auth/google.rs uses
+//! jsonwebtoken, on token refresh); bench PEM key parsing and per-assertion signing separately.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use bucket_trigger::auth::{AuthContext, Placement, sign_oauth1};
 use bucket_trigger::config::Config;
 use bucket_trigger::event::{self, ObjectEvent};
 use bucket_trigger::secrets::{SecretCache, SecretString, SecretsFile};
+use bucket_trigger::template;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 
@@ -172,6 +175,11 @@ fn build(c: &mut Criterion) {
     let mut group = c.benchmark_group("build");
     let event = first_event(&read(&root().join("events/s3-put.json")));
     let config = Config::parse(BENCH_CONFIG, "bench").unwrap();
+    // The template context every templated target builds first (the event serialized into a
+    // minijinja value, twice: its fields at the top level and as `event`).
+    group.bench_function("context_value", |b| {
+        b.iter(|| template::context_value(&template::Context::new(black_box(&event), "airflow-v2")))
+    });
     for route in &config.routes {
         for target in &route.targets {
             let base = target.base_url().for_validation();

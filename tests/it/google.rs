@@ -213,7 +213,10 @@ async fn workflows_executions_start_with_the_argument_as_a_string_and_big_ones_a
 
     // An argument over 32 KiB fails before anything is sent (the size check runs per event:
     // this template is small for the load-time sample event and large for the real one).
-    let big = workflows_config(&google, "argument: { padding: \"{{ key * (size // 20) }}\" }");
+    let big = workflows_config(
+        &google,
+        "argument: { padding: \"{{ key * (size // 20) }}\" }",
+    );
     let answer = run(&app(&big, &google.secrets()), "s3-put.json").await;
     let detail = answer["outcomes"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("at most 32768"), "{detail}");
