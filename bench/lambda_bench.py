@@ -12,17 +12,25 @@ Measured (all servers on 127.0.0.1; every loop bounded in count and time):
          for bucket-trigger, hello and floor, alternated, --cold-runs times each; and the first
          invocation of bucket-trigger (1 record): the basic-auth secret fetched from a moto
          Secrets Manager, then the POST to a stand-in Airflow (a ThreadingHTTPServer, 200).
+         Diagnostic variants in the same rotation (--no-variants skips them): secrets from a
+         file (no AWS SDK), SSL_CERT_FILE set (no CA-directory scan), settings.tls_roots:
+         system, and the floor with reqwest's default (system) roots.
   warm   per-invocation duration (the emulator sends the event -> the function's response has
          arrived) for 1 and 10 records (events/s3-put.json, and 10 records generated from it),
-         against the stand-in with 0 ms and 50 ms added latency per request; bucket-trigger and
-         floor invoked alternately (so load from elsewhere hits both alike), --rounds rounds.
+         against the stand-in with 0 ms and 50 ms added latency per request; bucket-trigger,
+         floor and (--compare-log-level, default warn) a second bucket-trigger with a quieter
+         log level invoked in rotation (so load from elsewhere hits all alike), --rounds
+         rounds; plus CPU time per invocation (user + sys from /proc/<pid>/stat).
   rss    VmHWM (peak RSS) from /proc/<pid>/status: a fresh bucket-trigger after a cold start and
          --rss-invocations 10-record invocations; also after the warm run, and hello / floor.
+
+Budgets (PASS/MISS in the table): init <= 2x hello; warm overhead above the floor <= 0.5 ms
+per 10-record invocation; 10 records at 50 ms upstream <= 60 ms; peak RSS <= 25 MB.
 
 Usage:
   python3 bench/lambda_bench.py --binary target/release/bucket-trigger \\
       --hello target/release/examples/hello --floor target/release/examples/floor \\
-      [--moto .venv/bin/moto_server] [--json out.json] [--quick]
+      [--moto .venv/bin/moto_server] [--json out.json] [--quick] [--cold-only]
   python3 bench/lambda_bench.py report out.json [extra.json]   # markdown table from results
 """
 import argparse

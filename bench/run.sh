@@ -6,8 +6,8 @@
 # 127.0.0.1), measures the binary and its `bootstrap` zip, counts duplicate crates, and prints
 # a markdown table with PASS/MISS against the budgets.
 #
-#   bench/run.sh                    # everything but criterion (~5-10 min of builds on a fresh clone, ~2 min of runs)
-#   bench/run.sh --with-criterion   # also `cargo bench --bench per_event` (per-event CPU costs)
+#   bench/run.sh                    # everything but criterion (~5-10 min of builds on a fresh clone, ~3 min of runs)
+#   bench/run.sh --with-criterion   # also `cargo bench --bench per_event` (per-event CPU costs; ~6 min build, 90 s run)
 #   bench/run.sh --quick            # few iterations: checks the harness, numbers are rough
 #   bench/run.sh --no-build         # reuse target/release binaries as they are (careful: a build of the
 #                                   # binary together with examples/tests unifies the dev-dependencies'
