@@ -122,32 +122,24 @@ impl Google {
             .secrets
             .field(&self.secret, self.field.as_deref())
             .await?;
-        let parsed: Value = serde_json::from_str(credentials.expose())
-            .map_err(|_| self.bad_credentials("is not JSON"))?;
-        let kind = parsed
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
         if cx.dry_run {
+            let (kind, parsed) = self.parse(&credentials)?;
             let from = match kind.as_str() {
-                "service_account" => parsed
-                    .get("token_uri")
-                    .and_then(Value::as_str)
-                    .unwrap_or("token_uri"),
-                _ => parsed
-                    .get("token_url")
-                    .and_then(Value::as_str)
-                    .unwrap_or("token_url"),
+                "service_account" => parsed.get("token_uri"),
+                _ => parsed.get("token_url"),
             };
-            let from =
-                Url::parse(from).map_err(|_| self.bad_credentials("has no valid token URL"))?;
+            let from = from
+                .and_then(Value::as_str)
+                .and_then(|url| Url::parse(url).ok())
+                .ok_or_else(|| self.bad_credentials("has no valid token URL"))?;
             request.set_header("authorization", super::dry_run_bearer(&from));
             return Ok(());
         }
+        // The credential JSON is parsed only when a token must be minted, not per request.
         let token = self
             .cache
             .get(|| async {
+                let (kind, parsed) = self.parse(&credentials)?;
                 match kind.as_str() {
                     "service_account" => self.exchange_key(cx.http, parsed).await,
                     "external_account" => {
@@ -165,6 +157,18 @@ impl Google {
 
     pub(super) async fn invalidate(&self) {
         self.cache.invalidate().await;
+    }
+
+    /// The credential JSON and its `type`.
+    fn parse(&self, credentials: &SecretString) -> Result<(String, Value), AuthError> {
+        let parsed: Value = serde_json::from_str(credentials.expose())
+            .map_err(|_| self.bad_credentials("is not JSON"))?;
+        let kind = parsed
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Ok((kind, parsed))
     }
 
     fn bad_credentials(&self, what: &str) -> AuthError {
