@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Gallery, app, lambda_event, sample};
+use crate::support::{Gallery, app, invoke, lambda_event, sample};
 
 const KEY: &str = "ké y+/&=";
 const SECRET: &str = "s3cr€t +/&=%";
@@ -44,13 +44,7 @@ async fn oauth1_signatures_verify_with_oauthlib_in_query_and_header() {
             &v1_config(placement),
             &secrets(&format!("{}/api/", gallery.url), KEY, SECRET),
         );
-        let answer = handler::handle(
-            &app,
-            lambda_event(sample("s3-multi.json"), Duration::from_secs(30)),
-            false,
-        )
-        .await
-        .unwrap();
+        let answer = invoke(&app, "s3-multi.json").await.unwrap();
         assert_eq!(answer["summary"]["triggered"], 3, "{placement}: {answer}");
         for outcome in answer["outcomes"].as_array().unwrap() {
             let job = outcome["remote_id"].as_str().unwrap();
@@ -106,13 +100,7 @@ async fn a_wrong_secret_is_rejected_by_the_verifier_and_explained() {
         &v1_config("query"),
         &secrets(&gallery.url, KEY, "not-the-secret"),
     );
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     let outcome = &answer["outcomes"][0];
     assert_eq!(outcome["status"], "failed", "{answer}");
     assert_eq!(outcome["retryable"], false);
@@ -223,21 +211,9 @@ async fn oauth2_token_is_fetched_once_for_many_jobs() {
         &oauth2_config(&server, ""),
         &secrets("", "api-key", "api secret/1"),
     );
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-multi.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-multi.json").await.unwrap();
     assert_eq!(answer["summary"]["triggered"], 3, "{answer}");
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(answer["outcomes"][0]["remote_id"], "job-1");
     let requests = server.received_requests().await.unwrap();
     let job: Value = serde_json::from_slice(&requests.last().unwrap().body).unwrap();
@@ -290,22 +266,10 @@ async fn oauth2_token_expiry_and_401_refresh() {
         &oauth2_config(&server, ", client_auth: basic"),
         &secrets("", "api-key", "api-secret"),
     );
-    let first = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let first = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(first["summary"]["triggered"], 1, "{first}");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let second = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let second = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(second["summary"]["triggered"], 1, "{second}");
     // client_auth: basic puts the client credentials in the Authorization header, not the form.
     let token_requests: Vec<_> = server
@@ -349,12 +313,7 @@ async fn a_timeout_after_sending_is_not_retried_unless_opted_in() {
                 &format!("credential_id: cred-1{opt_in}"),
             );
         let app = app(&config, &secrets("", "k", "s"));
-        let result = handler::handle(
-            &app,
-            lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-            false,
-        )
-        .await;
+        let result = invoke(&app, "s3-put.json").await;
         let job_requests = server
             .received_requests()
             .await
@@ -399,13 +358,7 @@ async fn s3_event_to_a_queued_job_through_secrets_manager() {
         Box::new(SecretsManager::new(crate::support::moto_client())),
     )
     .unwrap();
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("alteryx-report-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "alteryx-report-put.json").await.unwrap();
     assert_eq!(answer["summary"]["triggered"], 1, "{answer}");
     let requests = gallery.requests();
     assert_eq!(requests[0]["verified"], true);

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{app, lambda_event, sample};
+use crate::support::{app, invoke, lambda_event, sample};
 
 const SECRETS: &str =
     r#"{"airflow": {"username": "admin", "password": "s3cr3t-pw"}, "hook": "tok-123"}"#;
@@ -120,20 +120,8 @@ async fn redelivery_gets_409_and_counts_as_already_triggered() {
         .mount(&server)
         .await;
     let app = app(&airflow_config(&server, "none", ""), SECRETS);
-    let first = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
-    let again = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let first = invoke(&app, "s3-put.json").await.unwrap();
+    let again = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(first["outcomes"][0]["status"], "triggered");
     assert_eq!(again["outcomes"][0]["status"], "already_triggered");
     assert_eq!(
@@ -162,13 +150,7 @@ async fn a_500_then_success_is_retried() {
         .mount(&server)
         .await;
     let app = app(&airflow_config(&server, "none", ""), SECRETS);
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(answer["outcomes"][0]["status"], "triggered");
     assert_eq!(answer["outcomes"][0]["attempts"], 2);
 }
@@ -187,13 +169,7 @@ async fn retry_after_is_honoured() {
         .await;
     let app = app(&airflow_config(&server, "none", ""), SECRETS);
     let started = Instant::now();
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(answer["outcomes"][0]["status"], "triggered");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -214,13 +190,7 @@ async fn persistent_5xx_fails_a_direct_invocation_as_retryable() {
         &airflow_config(&server, "none", ", max_attempts: 3"),
         SECRETS,
     );
-    let error = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap_err();
+    let error = invoke(&app, "s3-put.json").await.unwrap_err();
     assert_eq!(error.error_type, "Retryable");
     assert!(
         error.error_message.contains("HTTP 503: maintenance"),
@@ -245,13 +215,7 @@ async fn permanent_4xx_is_not_retried_and_does_not_fail_a_direct_invocation() {
         .mount(&server)
         .await;
     let app = app(&airflow_config(&server, "none", ""), SECRETS);
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     let outcome = &answer["outcomes"][0];
     assert_eq!(outcome["status"], "failed");
     assert_eq!(outcome["retryable"], false);
@@ -372,22 +336,10 @@ async fn airflow3_token_is_exchanged_once_cached_and_refreshed_once_on_401() {
         ),
         SECRETS,
     );
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-multi.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-multi.json").await.unwrap();
     assert_eq!(answer["summary"]["triggered"], 3, "{answer}");
     // A warm invocation reuses the cached token: no third exchange (checked by `expect(2)`).
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(answer["summary"]["triggered"], 1, "{answer}");
 }
 
@@ -403,13 +355,7 @@ async fn a_401_without_a_token_scheme_is_permanent_and_names_no_secret() {
         &airflow_config(&server, "{ basic: { secret: airflow } }", ""),
         SECRETS,
     );
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     let text = answer.to_string();
     assert_eq!(answer["outcomes"][0]["status"], "failed");
     assert!(text.contains("unauthorized"), "{text}");
@@ -435,13 +381,7 @@ async fn a_missing_secret_field_is_named_and_nothing_is_sent() {
         ),
         SECRETS,
     );
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     let detail = answer["outcomes"][0]["detail"].as_str().unwrap();
     assert!(detail.contains(r#"secret "airflow" has no field "AIRFLOW_PASSWORD" (fields present: password, username)"#), "{detail}");
     assert!(!answer.to_string().contains("s3cr3t-pw"));
@@ -462,13 +402,7 @@ routes:
 "
     );
     let app = app(&config, SECRETS);
-    let error = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap_err();
+    let error = invoke(&app, "s3-put.json").await.unwrap_err();
     assert_eq!(error.error_type, "Retryable");
     assert!(
         error.error_message.contains("could not connect"),
@@ -505,13 +439,7 @@ async fn fan_out_to_airflow_and_a_webhook() {
         uri = server.uri()
     );
     let app = app(&config, SECRETS);
-    let answer = handler::handle(
-        &app,
-        lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(answer["summary"]["triggered"], 2, "{answer}");
 }
 
@@ -546,13 +474,7 @@ async fn batches_are_sent_concurrently() {
         .await;
     let app = app(&airflow_config(&server, "none", ""), SECRETS);
     let started = Instant::now();
-    handler::handle(
-        &app,
-        lambda_event(sample("s3-multi.json"), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    .unwrap();
+    invoke(&app, "s3-multi.json").await.unwrap();
     let elapsed = started.elapsed();
     // Sequential sending would take at least 900 ms.
     assert!(elapsed < Duration::from_millis(900), "took {elapsed:?}");

@@ -40,6 +40,16 @@ pub fn lambda_event(payload: Value, budget: Duration) -> LambdaEvent<Value> {
     LambdaEvent::new(payload, context)
 }
 
+/// Runs a sample event through the Lambda handler with 30 s before the deadline.
+pub async fn invoke(app: &App, event: &str) -> Result<Value, lambda_runtime::Diagnostic> {
+    bucket_trigger::handler::handle(
+        app,
+        lambda_event(sample(event), Duration::from_secs(30)),
+        false,
+    )
+    .await
+}
+
 /// Base URL of a moto server started once for this test binary (`moto_server` from
 /// `MOTO_SERVER`, `.venv/bin`, or PATH), on 127.0.0.1. It exits when this process does.
 pub fn moto() -> &'static str {
