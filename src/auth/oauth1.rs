@@ -212,22 +212,32 @@ mod tests {
         );
     }
 
-    /// A consumer-only request with keys full of characters §3.6 must encode; the expected
-    /// signature and query were computed independently with Python `oauthlib.oauth1.Client`.
-    #[test]
-    fn golden_query_signature_with_awkward_characters() {
+    /// The golden request below, signed with its fixed nonce and timestamp.
+    fn golden(placement: Placement) -> Request {
         let mut req = request(
             Method::POST,
             "http://127.0.0.1:8080/gallery/api/v1/workflows/5f1c%200a%2Bb/jobs/",
         );
+        let (key, secret) = (
+            SecretString::new("ké y+/&="),
+            SecretString::new("s3cr€t +/&=%"),
+        );
         sign_oauth1(
             &mut req,
-            &SecretString::new("ké y+/&="),
-            &SecretString::new("s3cr€t +/&=%"),
-            Placement::Query,
+            &key,
+            &secret,
+            placement,
             "0123456789abcdef0123456789abcdef",
             1_700_000_000,
         );
+        req
+    }
+
+    /// A consumer-only request with keys full of characters §3.6 must encode; the expected
+    /// signature and query were computed independently with Python `oauthlib.oauth1.Client`.
+    #[test]
+    fn golden_query_signature_with_awkward_characters() {
+        let req = golden(Placement::Query);
         assert_eq!(
             query_signature(&req.url).unwrap(),
             "1OaWAYDQ6uTyLdH/99GGCMsMNQI="
@@ -249,18 +259,7 @@ mod tests {
     /// The Authorization header form of the same request carries the same signature.
     #[test]
     fn header_placement_signs_the_same_base_string() {
-        let mut req = request(
-            Method::POST,
-            "http://127.0.0.1:8080/gallery/api/v1/workflows/5f1c%200a%2Bb/jobs/",
-        );
-        sign_oauth1(
-            &mut req,
-            &SecretString::new("ké y+/&="),
-            &SecretString::new("s3cr€t +/&=%"),
-            Placement::Header,
-            "0123456789abcdef0123456789abcdef",
-            1_700_000_000,
-        );
+        let req = golden(Placement::Header);
         let (_, value) = &req.headers[0];
         let HeaderValue::Secret { value, shown } = value else {
             panic!("secret header")
