@@ -6,11 +6,12 @@
 //! * `parse/<file>`    `event::parse_bytes` on every sample envelope in `events/`, plus a
 //!   generated 10-record S3 notification.
 //! * `route/...`       `Config::matching` for one event over a config's routes.
-//! * `build/<target>`  `Target::build`: render the templates, build URL + JSON body (+ run id),
+//! * `build/<target>`  `Endpoint::check`: render the templates, build URL + JSON body (+ run id),
 //!   for Airflow v2 (templated), Airflow v1 (default conf), webhook, Alteryx v1;
-//!   `build/context_value`: the template context alone (part of each of those).
+//!   `build/context_value`: the template context alone (`RenderContext::new`, made once per
+//!   event × route and shared by the route's targets).
 //! * `sign/...`        `auth::sign_oauth1` (query and header placement, fixed nonce/timestamp),
-//!   and `Auth::apply` for basic, bearer and OAuth 1.0a through the public API
+//!   and `Auth::sign` for basic, bearer and OAuth 1.0a through the public API
 //!   (cached secret: a lookup in the `SecretCache` plus the header; polled by a
 //!   current-thread tokio runtime, whose `block_on` adds ~0.1 µs).
 //! * `pipeline/...`    `App::process` in dry-run mode (route, build, sign, printable request)
@@ -26,11 +27,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bucket_trigger::app::App;
-use bucket_trigger::auth::{AuthContext, Placement, sign_oauth1};
+use bucket_trigger::auth::{Placement, SignContext, sign_oauth1};
+use bucket_trigger::clock::SystemClock;
 use bucket_trigger::config::Config;
 use bucket_trigger::event::{self, ObjectEvent};
+use bucket_trigger::http::DryRun;
 use bucket_trigger::secrets::{SecretCache, SecretString, SecretsFile};
-use bucket_trigger::template;
+use bucket_trigger::template::RenderContext;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 
@@ -178,16 +181,15 @@ fn build(c: &mut Criterion) {
     // The template context every templated target builds first (the event serialized into a
     // minijinja value, twice: its fields at the top level and as `event`).
     group.bench_function("context_value", |b| {
-        b.iter(|| template::context_value(&template::Context::new(black_box(&event), "airflow-v2")))
+        b.iter(|| RenderContext::new(&config.templates, black_box(&event), "airflow-v2"))
     });
     for route in &config.routes {
         for target in &route.targets {
-            let base = target.base_url().for_validation();
             group.bench_function(route.name.as_str(), |b| {
                 b.iter(|| {
-                    target
-                        .build(black_box(&event), &route.name, &config.templates, &base)
-                        .unwrap()
+                    let render =
+                        RenderContext::new(&config.templates, black_box(&event), &route.name);
+                    target.check(&render).unwrap()
                 })
             });
         }
@@ -202,15 +204,8 @@ fn sign(c: &mut Criterion) {
     let route = |name: &str| config.routes.iter().find(|r| r.name == name).unwrap();
     let built = |name: &str| {
         let route = route(name);
-        let target = &route.targets[0];
-        target
-            .build(
-                &event,
-                &route.name,
-                &config.templates,
-                &target.base_url().for_validation(),
-            )
-            .unwrap()
+        let render = RenderContext::new(&config.templates, &event, &route.name);
+        route.targets[0].check(&render).unwrap()
     };
 
     let alteryx = built("alteryx-v1");
@@ -240,9 +235,8 @@ fn sign(c: &mut Criterion) {
     }
 
     // Basic and bearer headers are built by crate-private functions; the public way in is
-    // `Auth::apply`, which adds the secret-cache lookup (warm: cached, as on warm invocations).
+    // `Auth::sign`, which adds the secret-cache lookup (warm: cached, as on warm invocations).
     let rt = rt();
-    let http = reqwest::Client::new();
     let cache = secrets();
     for (label, route_name) in [
         ("basic_apply", "airflow-v2"),
@@ -251,16 +245,19 @@ fn sign(c: &mut Criterion) {
     ] {
         let target = &route(route_name).targets[0];
         let built = built(route_name);
-        let cx = AuthContext {
+        let root = target.base_url.for_validation();
+        let cx = SignContext {
             secrets: &cache,
-            http: &http,
-            base_url: &built.base_url,
-            dry_run: false,
+            transport: &DryRun,
+            clock: &SystemClock,
+            root: &root,
+            timeout: Duration::from_secs(10),
+            invocation: 0,
         };
         rt.block_on(async {
             target
-                .auth()
-                .apply(&mut built.request.clone(), &cx)
+                .auth
+                .sign(&mut built.request.clone(), &cx)
                 .await
                 .unwrap()
         });
@@ -268,7 +265,7 @@ fn sign(c: &mut Criterion) {
             b.iter_batched(
                 || built.request.clone(),
                 |mut request| {
-                    rt.block_on(async { target.auth().apply(&mut request, &cx).await.unwrap() });
+                    rt.block_on(async { target.auth.sign(&mut request, &cx).await.unwrap() });
                     request
                 },
                 BatchSize::SmallInput,
@@ -285,11 +282,10 @@ fn pipeline(c: &mut Criterion) {
     let ten = s3_records(10);
     let file = SecretsFile::load(&root().join("examples/secrets.json")).unwrap();
     let config = Config::from_file(&root().join("examples/bucket-trigger.yaml")).unwrap();
-    // Built inside the runtime: the reqwest client wants a reactor for its pool's timers.
-    let app = rt.block_on(async { App::new(config, Box::new(file)).unwrap() });
+    let app = App::dry_run(config, Box::new(file));
     for (label, bytes, records) in [("1-record", &one, 1u64), ("10-records", &ten, 10)] {
         let parsed = event::parse_bytes(bytes).unwrap();
-        let report = rt.block_on(app.process(&parsed, None, true));
+        let report = rt.block_on(app.process(&parsed, None));
         assert_eq!(
             report.summary.dry_run as u64,
             2 * records,
@@ -298,12 +294,12 @@ fn pipeline(c: &mut Criterion) {
         );
         group.throughput(Throughput::Elements(records));
         group.bench_function(format!("process-dry-run/{label}"), |b| {
-            b.iter(|| rt.block_on(app.process(black_box(&parsed), None, true)))
+            b.iter(|| rt.block_on(app.process(black_box(&parsed), None)))
         });
         group.bench_function(format!("parse+process-dry-run/{label}"), |b| {
             b.iter(|| {
                 let parsed = event::parse_bytes(black_box(bytes)).unwrap();
-                rt.block_on(app.process(&parsed, None, true))
+                rt.block_on(app.process(&parsed, None))
             })
         });
     }

@@ -8,9 +8,10 @@ use serde::Deserialize;
 
 use crate::delivery::RetryPolicy;
 use crate::event::{ObjectEvent, Source};
+use crate::http::TlsRoots;
 use crate::routing::{MatchConfig, Matcher};
-use crate::target::{Target, TargetConfig};
-use crate::template::Templates;
+use crate::targets::{Endpoint, TargetConfig};
+use crate::template::{RenderContext, Templates};
 
 /// Inline configuration (YAML or JSON).
 pub const ENV_INLINE: &str = "BUCKET_TRIGGER_CONFIG";
@@ -51,17 +52,6 @@ pub struct RawSettings {
     /// Trust anchors for HTTPS targets: `bundled` (default: Mozilla's roots compiled in, nothing
     /// read at start) or `system` (the OS store, which also holds private CAs added to it).
     pub tls_roots: Option<TlsRoots>,
-}
-
-/// Where HTTPS trust anchors come from.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsRoots {
-    /// Mozilla's root certificates, compiled in (`webpki-roots`).
-    #[default]
-    Bundled,
-    /// The operating system's certificate store, read when the client is built.
-    System,
 }
 
 /// One route as written.
@@ -105,7 +95,7 @@ pub struct Route {
     /// Compiled conditions.
     pub matcher: Matcher,
     /// Its targets.
-    pub targets: Vec<Box<dyn Target>>,
+    pub targets: Vec<Endpoint>,
 }
 
 /// The validated configuration.
@@ -249,21 +239,21 @@ impl Config {
             let mut targets = Vec::with_capacity(configs.len());
             for (name, config) in configs {
                 secret_ids.extend(config.secret_ids().into_iter().map(str::to_owned));
-                let target = config
+                let endpoint = config
                     .build(&name, &mut templates)
                     .map_err(|e| invalid(name.clone(), e.to_string()))?;
-                // Render once against a full sample event so undefined names and filter
-                // mistakes fail here, at cold start, not on the first real object.
-                target
-                    .build(
-                        &sample_event(),
-                        &route.name,
-                        &templates,
-                        &target.base_url().for_validation(),
-                    )
-                    .map_err(|e| invalid(name.clone(), e.to_string()))?;
-                targets.push(target);
+                targets.push((name, endpoint));
             }
+            // Render once against a full sample event so undefined names and filter
+            // mistakes fail here, at cold start, not on the first real object.
+            let sample = sample_event();
+            let render = RenderContext::new(&templates, &sample, &route.name);
+            for (name, endpoint) in &targets {
+                endpoint
+                    .check(&render)
+                    .map_err(|e| invalid(name.clone(), e.to_string()))?;
+            }
+            let targets = targets.into_iter().map(|(_, endpoint)| endpoint).collect();
             routes.push(Route {
                 name: route.name.clone(),
                 matcher,

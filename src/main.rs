@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use bucket_trigger::app::App;
 use bucket_trigger::config::Config;
+use bucket_trigger::secrets::SecretSource;
 use bucket_trigger::{event, handler, secret_source};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -135,20 +136,27 @@ async fn lambda() -> Result<()> {
     }
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::load(None)?;
-    let source = secret_source(None, !config.secret_ids.is_empty())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let app = App::new(config, source).context("cannot build the HTTP client")?;
+    let source = secret_source(None, !config.secret_ids.is_empty())?;
     let dry_run =
         std::env::var("BUCKET_TRIGGER_DRY_RUN").is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
+    let app = build_app(config, source, dry_run)?;
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handler::handle(app, event, dry_run).await
+            handler::handle(app, event).await
         },
     ))
     .await
     .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
+}
+
+/// The app, printing requests instead of sending them when `dry_run`: the one place the
+/// choice is made.
+fn build_app(config: Config, source: Box<dyn SecretSource>, dry_run: bool) -> Result<App> {
+    if dry_run {
+        return Ok(App::dry_run(config, source));
+    }
+    App::new(config, source).context("cannot build the HTTP client")
 }
 
 fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
@@ -158,7 +166,7 @@ fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
     for route in &config.routes {
         println!("- {}: {}", route.name, route.matcher.describe());
         for target in &route.targets {
-            println!("    → {}", target.describe());
+            println!("    → {}", target.description);
         }
     }
     if !config.secret_ids.is_empty() {
@@ -179,11 +187,9 @@ async fn invoke(
         .with_context(|| format!("cannot read {}", event_path.display()))?;
     let parsed = event::parse_bytes(&bytes)
         .with_context(|| format!("event file {}", event_path.display()))?;
-    let source = secret_source(secrets.as_deref(), !config.secret_ids.is_empty())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let app = App::new(config, source).context("cannot build the HTTP client")?;
-    let report = app.process(&parsed, None, dry_run).await;
+    let source = secret_source(secrets.as_deref(), !config.secret_ids.is_empty())?;
+    let app = build_app(config, source, dry_run)?;
+    let report = app.process(&parsed, None).await;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(if report.has_failures() {
         ExitCode::FAILURE

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::event::ObjectEvent;
 
 /// A template failed to compile or render.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("template {name}: {message}")]
 pub struct TemplateError {
     name: String,
@@ -61,20 +61,64 @@ pub enum ValueTemplate {
 /// What templates see: every [`ObjectEvent`] field at the top level, the whole event as
 /// `event`, and the route name as `route`.
 #[derive(Serialize)]
-pub struct Context<'a> {
+struct Context<'a> {
     #[serde(flatten)]
     fields: &'a ObjectEvent,
     event: &'a ObjectEvent,
     route: &'a str,
 }
 
-impl<'a> Context<'a> {
-    /// The context for one event on one route.
-    pub fn new(event: &'a ObjectEvent, route: &'a str) -> Self {
-        Context {
+/// One event on one route, ready to render: the template context is built once and shared by
+/// every target of the route.
+pub struct RenderContext<'a> {
+    templates: &'a Templates,
+    event: &'a ObjectEvent,
+    route: &'a str,
+    context: Value,
+}
+
+impl<'a> RenderContext<'a> {
+    /// The context for `event` on `route`, over the configuration's `templates`.
+    pub fn new(templates: &'a Templates, event: &'a ObjectEvent, route: &'a str) -> Self {
+        let context = Context {
             fields: event,
             event,
             route,
+        };
+        RenderContext {
+            templates,
+            event,
+            route,
+            context: Value::from(minijinja::value::Serde(&context)),
+        }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &'a ObjectEvent {
+        self.event
+    }
+
+    /// The route's name.
+    pub fn route(&self) -> &'a str {
+        self.route
+    }
+
+    /// Renders a string template.
+    pub fn string(&self, template: &StringTemplate) -> Result<String, TemplateError> {
+        self.templates.render_string(template, &self.context)
+    }
+
+    /// Renders a JSON tree of templates.
+    pub fn value(&self, template: &ValueTemplate) -> Result<Json, TemplateError> {
+        self.templates.render_value(template, &self.context)
+    }
+
+    /// Renders `template` if configured, else the whole event: the default payload of every
+    /// target (Airflow `conf`, webhook body, Workflows argument).
+    pub fn value_or_event(&self, template: Option<&ValueTemplate>) -> Result<Json, TemplateError> {
+        match template {
+            Some(template) => self.value(template),
+            None => Ok(serde_json::to_value(self.event).unwrap_or(Json::Null)),
         }
     }
 }
@@ -228,8 +272,8 @@ impl Templates {
         })
     }
 
-    /// Renders a string template.
-    pub fn render_string(
+    /// Renders a string template against a context value.
+    fn render_string(
         &self,
         template: &StringTemplate,
         context: &Value,
@@ -240,8 +284,8 @@ impl Templates {
         }
     }
 
-    /// Renders a JSON tree of templates.
-    pub fn render_value(
+    /// Renders a JSON tree of templates against a context value.
+    fn render_value(
         &self,
         template: &ValueTemplate,
         context: &Value,
@@ -271,20 +315,6 @@ impl Templates {
         })
     }
 
-    /// Renders `template` if configured, else the whole event: the default payload of every
-    /// target (Airflow `conf`, webhook body, Workflows argument).
-    pub fn render_or_event(
-        &self,
-        template: Option<&ValueTemplate>,
-        context: &Value,
-        event: &ObjectEvent,
-    ) -> Result<Json, TemplateError> {
-        match template {
-            Some(template) => self.render_value(template, context),
-            None => Ok(serde_json::to_value(event).unwrap_or(Json::Null)),
-        }
-    }
-
     fn render(&self, name: &str, context: &Value) -> Result<String, TemplateError> {
         let template = self
             .env
@@ -294,11 +324,6 @@ impl Templates {
             .render(context)
             .map_err(|e| TemplateError::new(name, &e))
     }
-}
-
-/// Builds the minijinja value for a context once; render many templates against it.
-pub fn context_value(context: &Context<'_>) -> Value {
-    Value::from(minijinja::value::Serde(context))
 }
 
 fn has_syntax(source: &str) -> bool {
@@ -391,8 +416,8 @@ mod tests {
         });
         let template = templates.add_value("conf", &conf).unwrap();
         let event = event();
-        let rendered = templates
-            .render_value(&template, &context_value(&Context::new(&event, "r1")))
+        let rendered = RenderContext::new(&templates, &event, "r1")
+            .value(&template)
             .unwrap();
         assert_eq!(
             rendered,
@@ -419,8 +444,8 @@ mod tests {
             .add_string("id", "{{ key | slug }}-{{ key | sha256 }}")
             .unwrap();
         let event = event();
-        let text = templates
-            .render_string(&t, &context_value(&Context::new(&event, "r")))
+        let text = RenderContext::new(&templates, &event, "r")
+            .string(&t)
             .unwrap();
         assert!(text.starts_with("sales-2026-Q4-report.csv-"), "{text}");
         assert_eq!(text.len(), "sales-2026-Q4-report.csv-".len() + 64);
@@ -465,8 +490,8 @@ mod tests {
             .add_string("routes[0].x", "{{ event.buckett }}")
             .unwrap();
         let event = event();
-        let err = templates
-            .render_string(&t, &context_value(&Context::new(&event, "r")))
+        let err = RenderContext::new(&templates, &event, "r")
+            .string(&t)
             .unwrap_err();
         assert!(err.to_string().contains("routes[0].x"), "{err}");
     }

@@ -1,11 +1,11 @@
-//! Signing: HTTP Basic (RFC 7617) from a JSON secret's username and password fields.
+//! Auth: HTTP Basic (RFC 7617) from a JSON secret's username and password fields.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
-use super::{AuthContext, AuthError};
-use crate::request::{HeaderValue, Request};
+use super::{AuthError, SignContext};
+use crate::http::{HeaderValue, Request};
 use crate::secrets::SecretString;
 
 /// `auth: { basic: { secret, username_field, password_field } }`.
@@ -34,10 +34,10 @@ impl Basic {
         Basic { config }
     }
 
-    pub(super) async fn apply(
+    pub(super) async fn sign(
         &self,
         request: &mut Request,
-        cx: &AuthContext<'_>,
+        cx: &SignContext<'_>,
     ) -> Result<(), AuthError> {
         let secret = cx.secrets.get(&self.config.secret).await?;
         let username = secret.field(Some(&self.config.username_field))?;

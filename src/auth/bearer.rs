@@ -1,9 +1,9 @@
-//! Signing: a static bearer token (RFC 6750) from a secret.
+//! Auth: a static bearer token (RFC 6750) from a secret.
 
 use serde::Deserialize;
 
-use super::{AuthContext, AuthError};
-use crate::request::{HeaderValue, Request};
+use super::{AuthError, SignContext};
+use crate::http::{HeaderValue, Request};
 use crate::secrets::SecretString;
 
 /// `auth: { bearer: { secret, field } }`.
@@ -29,10 +29,10 @@ impl Bearer {
         Bearer { config }
     }
 
-    pub(super) async fn apply(
+    pub(super) async fn sign(
         &self,
         request: &mut Request,
-        cx: &AuthContext<'_>,
+        cx: &SignContext<'_>,
     ) -> Result<(), AuthError> {
         let secret = cx.secrets.get(&self.config.secret).await?;
         let token = match &self.config.field {

@@ -1,28 +1,36 @@
-//! Signing: the auth schemes a target can use, as one closed, tagged config enum with one
-//! `apply` per variant. Credentials come from the shared secret cache; none is ever printed.
+//! Auth: the schemes a target's requests are signed with, as one closed, tagged config enum
+//! ([`AuthConfig`]) and one signer ([`Auth`]). Basic, bearer and OAuth 1.0a sign from a secret;
+//! the token schemes are each a [`TokenSource`] behind one [`CachedBearer`]. Credentials come
+//! from the shared secret cache and are never printed; time comes from the injected clock.
 
 mod airflow_token;
 mod basic;
 mod bearer;
 mod google;
-mod google_wif;
+mod google_iam;
+mod google_key;
+mod google_sts;
 mod oauth1;
 mod oauth2;
-pub mod token_cache;
+mod token;
+
+use std::sync::Mutex;
+use std::time::Duration;
 
 use reqwest::Url;
 use serde::Deserialize;
-use serde_json::Value;
 
-use crate::request::{HeaderValue, Request};
-use crate::secrets::{SecretCache, SecretString, SecretsError};
+use crate::clock::Clock;
+use crate::http::{Request, Transport};
+use crate::secrets::{SecretCache, SecretsError};
 
-pub use airflow_token::AirflowToken;
-pub use basic::Basic;
-pub use bearer::Bearer;
-pub use google::{CLOUD_PLATFORM, Google, GoogleAccessTokenConfig, GoogleIdTokenConfig};
-pub use oauth1::{OAuth1, OAuth1Config, Placement, sign_oauth1};
-pub use oauth2::{ClientAuth, OAuth2, OAuth2Config};
+pub use airflow_token::AirflowTokenConfig;
+pub use basic::BasicConfig;
+pub use bearer::BearerConfig;
+pub use google::{CLOUD_PLATFORM, GoogleAccessTokenConfig, GoogleIdTokenConfig};
+pub use oauth1::{OAuth1Config, Placement, sign_oauth1};
+pub use oauth2::{ClientAuth, OAuth2Config};
+pub use token::{CachedBearer, EXPIRY_MARGIN, FALLBACK_LIFETIME, Token, TokenSource, Wanted};
 
 /// `auth:` in a target's configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -31,11 +39,11 @@ pub enum AuthConfig {
     /// No credentials.
     None,
     /// HTTP Basic from a JSON secret's two fields.
-    Basic(basic::BasicConfig),
+    Basic(BasicConfig),
     /// A static bearer token from a secret.
-    Bearer(bearer::BearerConfig),
+    Bearer(BearerConfig),
     /// Airflow 3: exchange username/password at `POST {base_url}/auth/token` for a JWT.
-    AirflowToken(airflow_token::AirflowTokenConfig),
+    AirflowToken(AirflowTokenConfig),
     /// OAuth 1.0a HMAC-SHA1, consumer key and secret only (Alteryx Gallery API v1).
     Oauth1(OAuth1Config),
     /// OAuth 2.0 client credentials (Alteryx API v3, any token endpoint).
@@ -47,52 +55,109 @@ pub enum AuthConfig {
     GoogleIdToken(GoogleIdTokenConfig),
 }
 
-impl AuthConfig {
-    /// The secret ids this scheme reads.
-    pub fn secret_ids(&self) -> Vec<&str> {
+/// Which scheme an [`AuthConfig`] is, without its settings: what targets declare they accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthKind {
+    /// `none`
+    None,
+    /// `basic`
+    Basic,
+    /// `bearer`
+    Bearer,
+    /// `airflow_token`
+    AirflowToken,
+    /// `oauth1`
+    Oauth1,
+    /// `oauth2`
+    Oauth2,
+    /// `google_access_token`
+    GoogleAccessToken,
+    /// `google_id_token`
+    GoogleIdToken,
+}
+
+impl AuthKind {
+    /// Every scheme.
+    pub const ALL: &[AuthKind] = &[
+        AuthKind::None,
+        AuthKind::Basic,
+        AuthKind::Bearer,
+        AuthKind::AirflowToken,
+        AuthKind::Oauth1,
+        AuthKind::Oauth2,
+        AuthKind::GoogleAccessToken,
+        AuthKind::GoogleIdToken,
+    ];
+
+    /// The scheme's name as written in configuration.
+    pub fn name(self) -> &'static str {
         match self {
-            AuthConfig::None => Vec::new(),
-            AuthConfig::Basic(config) => vec![config.secret.as_str()],
-            AuthConfig::Bearer(config) => vec![config.secret.as_str()],
-            AuthConfig::AirflowToken(config) => vec![config.secret.as_str()],
-            AuthConfig::Oauth1(config) => vec![config.secret.as_str()],
-            AuthConfig::Oauth2(config) => vec![config.secret.as_str()],
-            AuthConfig::GoogleAccessToken(config) => vec![config.secret.as_str()],
-            AuthConfig::GoogleIdToken(config) => vec![config.secret.as_str()],
+            AuthKind::None => "none",
+            AuthKind::Basic => "basic",
+            AuthKind::Bearer => "bearer",
+            AuthKind::AirflowToken => "airflow_token",
+            AuthKind::Oauth1 => "oauth1",
+            AuthKind::Oauth2 => "oauth2",
+            AuthKind::GoogleAccessToken => "google_access_token",
+            AuthKind::GoogleIdToken => "google_id_token",
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Which scheme this is.
+    pub fn kind(&self) -> AuthKind {
+        match self {
+            AuthConfig::None => AuthKind::None,
+            AuthConfig::Basic(_) => AuthKind::Basic,
+            AuthConfig::Bearer(_) => AuthKind::Bearer,
+            AuthConfig::AirflowToken(_) => AuthKind::AirflowToken,
+            AuthConfig::Oauth1(_) => AuthKind::Oauth1,
+            AuthConfig::Oauth2(_) => AuthKind::Oauth2,
+            AuthConfig::GoogleAccessToken(_) => AuthKind::GoogleAccessToken,
+            AuthConfig::GoogleIdToken(_) => AuthKind::GoogleIdToken,
         }
     }
 
     /// The scheme's name as written in configuration.
     pub fn name(&self) -> &'static str {
-        match self {
-            AuthConfig::None => "none",
-            AuthConfig::Basic(_) => "basic",
-            AuthConfig::Bearer(_) => "bearer",
-            AuthConfig::AirflowToken(_) => "airflow_token",
-            AuthConfig::Oauth1(_) => "oauth1",
-            AuthConfig::Oauth2(_) => "oauth2",
-            AuthConfig::GoogleAccessToken(_) => "google_access_token",
-            AuthConfig::GoogleIdToken(_) => "google_id_token",
-        }
+        self.kind().name()
+    }
+
+    /// The secret ids this scheme reads.
+    pub fn secret_ids(&self) -> Vec<&str> {
+        let id = match self {
+            AuthConfig::None => return Vec::new(),
+            AuthConfig::Basic(config) => &config.secret,
+            AuthConfig::Bearer(config) => &config.secret,
+            AuthConfig::AirflowToken(config) => &config.secret,
+            AuthConfig::Oauth1(config) => &config.secret,
+            AuthConfig::Oauth2(config) => &config.secret,
+            AuthConfig::GoogleAccessToken(config) => &config.secret,
+            AuthConfig::GoogleIdToken(config) => &config.secret,
+        };
+        vec![id.as_str()]
     }
 }
 
-/// What signing may use: the secret cache, the shared HTTP client, the target's base URL (for
-/// token endpoints relative to it), and whether this is a dry-run (token schemes then show where
-/// a token would come from instead of fetching one).
-pub struct AuthContext<'a> {
+/// What signing may use, for one request.
+pub struct SignContext<'a> {
     /// Shared secret cache.
     pub secrets: &'a SecretCache,
-    /// Shared HTTP client, for token exchanges.
-    pub http: &'a reqwest::Client,
-    /// The target's resolved base URL.
-    pub base_url: &'a Url,
-    /// Print instead of send.
-    pub dry_run: bool,
+    /// How token requests leave (and whether they do at all: a dry run fetches no token).
+    pub transport: &'a dyn Transport,
+    /// Wall-clock time, for timestamps and token expiry.
+    pub clock: &'a dyn Clock,
+    /// The target's API root; token endpoints default to paths under it.
+    pub root: &'a Url,
+    /// Time limit of one token request.
+    pub timeout: Duration,
+    /// Which invocation this is: refused credentials are remembered for its rest.
+    pub invocation: u64,
 }
 
 /// Why a request could not be signed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
     /// A credential could not be read.
     #[error(transparent)]
@@ -113,6 +178,13 @@ pub enum AuthError {
         /// Status and what it means.
         message: String,
     },
+    /// The target refused these credentials earlier in this invocation: not sent again, so a
+    /// batch with a wrong password costs one failed login, not one per record.
+    #[error("not sent: the target refused these credentials earlier in this invocation ({reason})")]
+    RefusedEarlier {
+        /// The target's answer then.
+        reason: String,
+    },
 }
 
 impl AuthError {
@@ -121,82 +193,121 @@ impl AuthError {
         match self {
             AuthError::Secret(error) => error.is_retryable(),
             AuthError::TokenUnavailable { .. } => true,
-            AuthError::TokenRefused { .. } => false,
+            AuthError::TokenRefused { .. } | AuthError::RefusedEarlier { .. } => false,
         }
     }
 }
 
-/// A configured auth scheme, holding its token cache where it has one.
+/// Credentials refused during one invocation, remembered until the next one begins.
+#[derive(Debug, Default)]
+struct Refusal(Mutex<Option<(u64, AuthError)>>);
+
+impl Refusal {
+    fn get(&self, invocation: u64) -> Option<AuthError> {
+        let remembered = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match remembered.as_ref() {
+            Some((when, error)) if *when == invocation => Some(error.clone()),
+            _ => None,
+        }
+    }
+
+    fn set(&self, invocation: u64, error: AuthError) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((invocation, error));
+    }
+}
+
+/// A configured signer: one per target, living across warm invocations (token schemes keep
+/// their token in it).
 #[derive(Debug)]
-pub enum Auth {
-    /// No credentials.
+pub struct Auth {
+    scheme: Scheme,
+    refusal: Refusal,
+}
+
+#[derive(Debug)]
+enum Scheme {
     None,
-    /// HTTP Basic.
-    Basic(Basic),
-    /// Static bearer token.
-    Bearer(Bearer),
-    /// Airflow 3 token exchange.
-    AirflowToken(AirflowToken),
-    /// OAuth 1.0a.
-    OAuth1(OAuth1),
-    /// OAuth 2.0 client credentials.
-    OAuth2(OAuth2),
-    /// Google access or ID tokens.
-    Google(Google),
+    Basic(basic::Basic),
+    Bearer(bearer::Bearer),
+    OAuth1(oauth1::OAuth1),
+    Token(CachedBearer),
 }
 
 impl Auth {
-    /// Builds the scheme.
+    /// Builds the signer.
     pub fn new(config: &AuthConfig) -> Auth {
-        match config {
-            AuthConfig::None => Auth::None,
-            AuthConfig::Basic(config) => Auth::Basic(Basic::new(config.clone())),
-            AuthConfig::Bearer(config) => Auth::Bearer(Bearer::new(config.clone())),
-            AuthConfig::AirflowToken(config) => {
-                Auth::AirflowToken(AirflowToken::new(config.clone()))
-            }
-            AuthConfig::Oauth1(config) => Auth::OAuth1(OAuth1::new(config.clone())),
-            AuthConfig::Oauth2(config) => Auth::OAuth2(OAuth2::new(config.clone())),
-            AuthConfig::GoogleAccessToken(config) => Auth::Google(Google::access(config.clone())),
-            AuthConfig::GoogleIdToken(config) => Auth::Google(Google::id(config.clone())),
+        let scheme = match config {
+            AuthConfig::None => Scheme::None,
+            AuthConfig::Basic(config) => Scheme::Basic(basic::Basic::new(config.clone())),
+            AuthConfig::Bearer(config) => Scheme::Bearer(bearer::Bearer::new(config.clone())),
+            AuthConfig::Oauth1(config) => Scheme::OAuth1(oauth1::OAuth1::new(config.clone())),
+            AuthConfig::AirflowToken(config) => Scheme::Token(CachedBearer::new(Box::new(
+                airflow_token::AirflowToken::new(config.clone()),
+            ))),
+            AuthConfig::Oauth2(config) => Scheme::Token(CachedBearer::new(Box::new(
+                oauth2::OAuth2::new(config.clone()),
+            ))),
+            AuthConfig::GoogleAccessToken(config) => Scheme::Token(CachedBearer::new(Box::new(
+                google::Google::access(config.clone()),
+            ))),
+            AuthConfig::GoogleIdToken(config) => Scheme::Token(CachedBearer::new(Box::new(
+                google::Google::id(config.clone()),
+            ))),
+        };
+        Auth {
+            scheme,
+            refusal: Refusal::default(),
         }
     }
 
-    /// Signs `request`.
-    pub async fn apply(
-        &self,
-        request: &mut Request,
-        cx: &AuthContext<'_>,
-    ) -> Result<(), AuthError> {
-        match self {
-            Auth::None => Ok(()),
-            Auth::Basic(auth) => auth.apply(request, cx).await,
-            Auth::Bearer(auth) => auth.apply(request, cx).await,
-            Auth::AirflowToken(auth) => auth.apply(request, cx).await,
-            Auth::OAuth1(auth) => auth.apply(request, cx).await,
-            Auth::OAuth2(auth) => auth.apply(request, cx).await,
-            Auth::Google(auth) => auth.apply(request, cx).await,
+    /// A signer around any token source (for sources the config cannot name, and tests).
+    pub fn token(source: Box<dyn TokenSource>) -> Auth {
+        Auth {
+            scheme: Scheme::Token(CachedBearer::new(source)),
+            refusal: Refusal::default(),
         }
     }
 
-    /// Called when the target answered 401: drops any cached token. Returns whether signing
-    /// again could give a different answer (true only for token schemes).
-    pub async fn on_unauthorized(&self) -> bool {
-        match self {
-            Auth::AirflowToken(auth) => {
-                auth.invalidate().await;
-                true
-            }
-            Auth::OAuth2(auth) => {
-                auth.invalidate().await;
-                true
-            }
-            Auth::Google(auth) => {
-                auth.invalidate().await;
-                true
-            }
-            Auth::None | Auth::Basic(_) | Auth::Bearer(_) | Auth::OAuth1(_) => false,
+    /// Signs `request`, unless these credentials were refused earlier in this invocation.
+    pub async fn sign(&self, request: &mut Request, cx: &SignContext<'_>) -> Result<(), AuthError> {
+        if let Some(error) = self.refusal.get(cx.invocation) {
+            return Err(error);
         }
+        match &self.scheme {
+            Scheme::None => Ok(()),
+            Scheme::Basic(auth) => auth.sign(request, cx).await,
+            Scheme::Bearer(auth) => auth.sign(request, cx).await,
+            Scheme::OAuth1(auth) => auth.sign(request, cx).await,
+            Scheme::Token(auth) => auth.sign(request, cx, &self.refusal).await,
+        }
+    }
+
+    /// Whether a 401 may be cured by signing again: token schemes can drop their token.
+    pub fn refreshable(&self) -> bool {
+        matches!(self.scheme, Scheme::Token(_))
+    }
+
+    /// Called when the target answered 401: drops a cached token.
+    pub async fn refresh(&self) {
+        if let Scheme::Token(auth) = &self.scheme {
+            auth.invalidate().await;
+        }
+    }
+
+    /// Remembers, for the rest of `invocation`, that the target refused these credentials.
+    pub fn refused(&self, invocation: u64, reason: &str) {
+        if matches!(self.scheme, Scheme::None) {
+            return;
+        }
+        let reason = reason.to_owned();
+        self.refusal
+            .set(invocation, AuthError::RefusedEarlier { reason });
     }
 }
 
@@ -206,57 +317,4 @@ fn default_username_field() -> String {
 
 fn default_password_field() -> String {
     "password".to_owned()
-}
-
-/// The `Authorization` header a dry-run shows for a token scheme: no token is fetched.
-fn dry_run_bearer(token_url: &Url) -> HeaderValue {
-    HeaderValue::Secret {
-        value: SecretString::new(String::new()),
-        shown: format!("Bearer **** (from POST {token_url})"),
-    }
-}
-
-/// Sends a token request and reads its JSON answer: 408, 429, 5xx and transport failures are
-/// worth retrying; any other non-2xx means the credentials were refused (`refused` says which).
-async fn request_token(
-    builder: reqwest::RequestBuilder,
-    url: &Url,
-    refused: &str,
-) -> Result<Value, AuthError> {
-    let response = builder
-        .send()
-        .await
-        .map_err(|e| AuthError::TokenUnavailable {
-            url: url.to_string(),
-            message: crate::delivery::describe_transport_error(&e),
-        })?;
-    let status = response.status();
-    if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
-        return Err(AuthError::TokenUnavailable {
-            url: url.to_string(),
-            message: format!("HTTP {status}"),
-        });
-    }
-    if !status.is_success() {
-        return Err(AuthError::TokenRefused {
-            url: url.to_string(),
-            message: format!("HTTP {status}: {refused}"),
-        });
-    }
-    response.json().await.map_err(|e| AuthError::TokenRefused {
-        url: url.to_string(),
-        message: format!("answer is not JSON: {e}"),
-    })
-}
-
-/// The `access_token` of a token answer.
-fn access_token(answer: &Value, url: &Url) -> Result<SecretString, AuthError> {
-    answer
-        .get("access_token")
-        .and_then(Value::as_str)
-        .map(SecretString::new)
-        .ok_or_else(|| AuthError::TokenRefused {
-            url: url.to_string(),
-            message: "answer has no access_token".to_owned(),
-        })
 }

@@ -1,18 +1,18 @@
-//! Signing: OAuth 1.0a HMAC-SHA1 (RFC 5849) with consumer credentials only, as the Alteryx
+//! Auth: OAuth 1.0a HMAC-SHA1 (RFC 5849) with consumer credentials only, as the Alteryx
 //! Gallery API v1 expects: protocol parameters in the query string (RFC 5849 §3.5.3, the
 //! default) or the `Authorization` header (§3.5.1). The signature base string (§3.4.1) covers
 //! the method, the base string URI and the query parameters; a JSON body is not part of it.
-//! The signing itself is the `oauth1-request` crate's.
+//! The signing itself is the `oauth1-request` crate's; the timestamp comes from the injected
+//! clock and [`sign_oauth1`] takes nonce and timestamp as arguments, for golden tests.
 
 use std::num::NonZeroU64;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use oauth1_request::signature_method::HmacSha1;
 use oauth1_request::{Builder, Credentials, ParameterList};
 use serde::Deserialize;
 
-use super::{AuthContext, AuthError};
-use crate::request::{HeaderValue, Request};
+use super::{AuthError, SignContext};
+use crate::http::{HeaderValue, Request};
 use crate::secrets::SecretString;
 
 /// Where the `oauth_*` parameters go.
@@ -63,19 +63,16 @@ impl OAuth1 {
         OAuth1 { config }
     }
 
-    pub(super) async fn apply(
+    pub(super) async fn sign(
         &self,
         request: &mut Request,
-        cx: &AuthContext<'_>,
+        cx: &SignContext<'_>,
     ) -> Result<(), AuthError> {
         let secret = cx.secrets.get(&self.config.secret).await?;
         let key = secret.field(Some(&self.config.key_field))?;
         let consumer_secret = secret.field(Some(&self.config.secret_field))?;
         let nonce = format!("{:032x}", fastrand::u128(..));
-        let timestamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1);
+        let timestamp = cx.clock.unix_seconds().max(1);
         sign_oauth1(
             request,
             &key,

@@ -1,19 +1,18 @@
-//! Signing: OAuth 2.0 client credentials (RFC 6749 §4.4). The client id and secret come from a
-//! secret; the access token is cached until shortly before `expires_in` and dropped on a 401.
-//! Used by Alteryx Server's API v3 (`{webapi}/oauth2/token`) and by any target with a token URL.
-
-use std::time::Duration;
+//! Auth: OAuth 2.0 client credentials (RFC 6749 §4.4), a [`TokenSource`]. The client id and
+//! secret come from a secret; the access token expires after `expires_in` (or at the `exp` of
+//! a JWT token). Used by Alteryx Server's API v3 (`{webapi}/oauth2/token`) and by any target
+//! with a token URL.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use futures_util::future::BoxFuture;
 use reqwest::Url;
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::token_cache::{Fetched, TokenCache};
-use super::{AuthContext, AuthError, request_token};
-use crate::request::Request;
-use crate::target::join;
+use super::token::{self, Token, TokenSource};
+use super::{AuthError, SignContext};
+use crate::http::{Body, HeaderValue, Request, join};
+use crate::secrets::SecretString;
 
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -38,7 +37,7 @@ pub struct OAuth2Config {
     /// Field holding the client secret (default `client_secret`).
     #[serde(default = "default_client_secret_field")]
     pub client_secret_field: String,
-    /// Token endpoint; default `oauth2/token` under the target's base URL (Alteryx's
+    /// Token endpoint; default `oauth2/token` under the target's API root (Alteryx's
     /// `{server}/webapi/oauth2/token`).
     pub token_url: Option<String>,
     /// Requested scope, if the server wants one.
@@ -56,126 +55,118 @@ fn default_client_secret_field() -> String {
     "client_secret".to_owned()
 }
 
-/// OAuth 2.0 client-credentials signer with its token cache.
+/// OAuth 2.0 client-credentials token source.
 #[derive(Debug)]
-pub struct OAuth2 {
+pub(super) struct OAuth2 {
     config: OAuth2Config,
-    cache: TokenCache,
 }
 
 impl OAuth2 {
-    /// From configuration (the token URL is checked when the target is built).
-    pub fn new(config: OAuth2Config) -> Self {
-        OAuth2 {
-            config,
-            cache: TokenCache::default(),
-        }
+    pub(super) fn new(config: OAuth2Config) -> Self {
+        OAuth2 { config }
     }
 
-    fn token_url(&self, base_url: &Url) -> Result<Url, AuthError> {
+    fn token_url(&self, root: &Url) -> Result<Url, AuthError> {
         match &self.config.token_url {
             Some(url) => Url::parse(url).map_err(|e| AuthError::TokenRefused {
                 url: url.clone(),
                 message: format!("invalid token_url: {e}"),
             }),
-            None => Ok(join(base_url, &["oauth2", "token"])),
+            None => Ok(join(root, &["oauth2", "token"])),
         }
     }
 
-    pub(super) async fn apply(
+    /// The client id and secret, and the token endpoint.
+    async fn credentials(
         &self,
-        request: &mut Request,
-        cx: &AuthContext<'_>,
-    ) -> Result<(), AuthError> {
+        cx: &SignContext<'_>,
+    ) -> Result<(SecretString, SecretString, Url), AuthError> {
         let secret = cx.secrets.get(&self.config.secret).await?;
         let client_id = secret.field(Some(&self.config.client_id_field))?;
         let client_secret = secret.field(Some(&self.config.client_secret_field))?;
-        let token_url = self.token_url(cx.base_url)?;
-        if cx.dry_run {
-            request.set_header("authorization", super::dry_run_bearer(&token_url));
-            return Ok(());
-        }
-        let token = self
-            .cache
-            .get(|| async {
-                let mut form = form_urlencoded::Serializer::new(String::new());
-                form.append_pair("grant_type", "client_credentials");
-                if let Some(scope) = &self.config.scope {
-                    form.append_pair("scope", scope);
-                }
-                let mut builder = cx.http.post(token_url.clone());
-                match self.config.client_auth {
-                    ClientAuth::Form => {
-                        form.append_pair("client_id", client_id.expose());
-                        form.append_pair("client_secret", client_secret.expose());
-                    }
-                    ClientAuth::Basic => {
-                        // RFC 6749 §2.3.1: both parts form-encoded before joining.
-                        let encode = |s: &str| {
-                            form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-                        };
-                        let pair = format!(
-                            "{}:{}",
-                            encode(client_id.expose()),
-                            encode(client_secret.expose())
-                        );
-                        builder = builder
-                            .header("authorization", format!("Basic {}", STANDARD.encode(pair)));
-                    }
-                }
-                let builder = builder
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("accept", "application/json")
-                    .body(form.finish());
-                let refused = format!(
-                    "the token endpoint refused the client id and secret from secret {:?}",
-                    self.config.secret
-                );
-                let answer = request_token(builder, &token_url, &refused).await?;
-                let token = super::access_token(&answer, &token_url)?;
-                let lifetime = expires_in(&answer)
-                    .or_else(|| super::airflow_token::jwt_lifetime(token.expose()));
-                Ok(Fetched { token, lifetime })
-            })
-            .await?;
-        request.set_header("authorization", super::bearer::header(&token));
-        Ok(())
+        Ok((client_id, client_secret, self.token_url(cx.root)?))
     }
 
-    pub(super) async fn invalidate(&self) {
-        self.cache.invalidate().await;
+    async fn exchange(&self, cx: &SignContext<'_>) -> Result<Token, AuthError> {
+        let (client_id, client_secret, url) = self.credentials(cx).await?;
+        let (form, basic) = self.form(&client_id, &client_secret);
+        let mut request = Request::post(
+            url,
+            Body::Secret {
+                content_type: "application/x-www-form-urlencoded",
+                text: form,
+            },
+        );
+        request.set_header("accept", HeaderValue::Plain("application/json".to_owned()));
+        if let Some(basic) = basic {
+            request.set_header("authorization", basic);
+        }
+        let refused = format!(
+            "the token endpoint refused the client id and secret from secret {:?}",
+            self.config.secret
+        );
+        let answer = token::exchange(cx, &request, &refused).await?;
+        let value = token::field(&answer, "access_token", &request.url)?;
+        let expires_at = token::expires_in(&answer, cx.clock.now())
+            .or_else(|| token::jwt_expiry(value.expose()));
+        Ok(Token { value, expires_at })
     }
 }
 
-/// `expires_in` as a number or a numeric string (some servers send one, some the other).
-fn expires_in(answer: &Value) -> Option<Duration> {
-    let value = answer.get("expires_in")?;
-    let seconds = value
-        .as_u64()
-        .or_else(|| value.as_str()?.trim().parse().ok())?;
-    Some(Duration::from_secs(seconds))
+impl OAuth2 {
+    /// The token request's form, and the `Authorization` header when the client authenticates
+    /// with HTTP Basic.
+    fn form(
+        &self,
+        client_id: &SecretString,
+        client_secret: &SecretString,
+    ) -> (SecretString, Option<HeaderValue>) {
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        form.append_pair("grant_type", "client_credentials");
+        if let Some(scope) = &self.config.scope {
+            form.append_pair("scope", scope);
+        }
+        let mut basic = None;
+        match self.config.client_auth {
+            ClientAuth::Form => {
+                form.append_pair("client_id", client_id.expose());
+                form.append_pair("client_secret", client_secret.expose());
+            }
+            ClientAuth::Basic => {
+                // RFC 6749 §2.3.1: both parts form-encoded before joining.
+                let encode =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair = format!(
+                    "{}:{}",
+                    encode(client_id.expose()),
+                    encode(client_secret.expose())
+                );
+                basic = Some(HeaderValue::Secret {
+                    value: SecretString::new(format!("Basic {}", STANDARD.encode(pair))),
+                    shown: "Basic ****".to_owned(),
+                });
+            }
+        }
+        (SecretString::new(form.finish()), basic)
+    }
+}
+
+impl TokenSource for OAuth2 {
+    fn fetch<'a>(&'a self, cx: &'a SignContext<'_>) -> BoxFuture<'a, Result<Token, AuthError>> {
+        Box::pin(self.exchange(cx))
+    }
+
+    fn origin<'a>(&'a self, cx: &'a SignContext<'_>) -> BoxFuture<'a, Result<Url, AuthError>> {
+        Box::pin(async move { Ok(self.credentials(cx).await?.2) })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn reads_expires_in_either_way() {
-        assert_eq!(
-            expires_in(&json!({"expires_in": 3600})),
-            Some(Duration::from_secs(3600))
-        );
-        assert_eq!(
-            expires_in(&json!({"expires_in": "1800"})),
-            Some(Duration::from_secs(1800))
-        );
-        assert_eq!(expires_in(&json!({"token_type": "bearer"})), None);
-    }
-
-    #[test]
-    fn default_token_url_is_under_the_base() {
+    fn default_token_url_is_under_the_root() {
         let auth = OAuth2::new(OAuth2Config {
             secret: "s".into(),
             client_id_field: "id".into(),
@@ -184,9 +175,9 @@ mod tests {
             scope: None,
             client_auth: ClientAuth::Form,
         });
-        let base = Url::parse("https://alteryx.example.com/webapi/").unwrap();
+        let root = Url::parse("https://alteryx.example.com/webapi/").unwrap();
         assert_eq!(
-            auth.token_url(&base).unwrap().as_str(),
+            auth.token_url(&root).unwrap().as_str(),
             "https://alteryx.example.com/webapi/oauth2/token"
         );
     }

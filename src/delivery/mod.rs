@@ -1,86 +1,28 @@
-//! Delivery: send a built request, classify the answer, retry what is worth retrying within
-//! the deadline, and report one [`Delivered`] per event × target.
-//!
-//! Classification ([`Verdict::from_status`], target overrides) is pure and table-tested; the
-//! policy ([`RetryPolicy`]) decides how long to wait.
+//! Delivery: one event × target, from the rendered request to a [`Delivered`]. Resolve the
+//! target's root, build, then a thin loop: sign, send through the transport, read the answer
+//! into a [`Verdict`], and ask the pure [`RetryPolicy::step`] what next. Failures stay typed
+//! ([`Failure`]) until the report renders them.
 
 mod retry;
 
-use std::error::Error as _;
+use std::fmt;
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use serde::Serialize;
+use serde::ser::SerializeMap;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::auth::AuthContext;
-use crate::request::{Body, HeaderValue, Printable, Request};
+use crate::auth::{AuthError, SignContext};
+use crate::clock::Clock;
+use crate::http::{Printable, Request, Sent, Transport, Verdict};
 use crate::secrets::SecretCache;
-use crate::target::{Built, Target, excerpt};
+use crate::targets::{BaseUrlError, Endpoint, TargetError};
+use crate::template::RenderContext;
 
-pub use retry::{RetryPolicy, parse_retry_after};
+pub use retry::{RetryPolicy, Step};
 
-/// What an answer (or its absence) means.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// The run was started.
-    Delivered {
-        /// What happened, in words.
-        detail: String,
-        /// The id the orchestrator gave the run (an Alteryx job id), if it said.
-        remote_id: Option<String>,
-    },
-    /// The target already has this run (e.g. Airflow 409 on an existing run id): a success.
-    AlreadyDelivered,
-    /// Worth trying again (408, 429, 5xx, connection failures).
-    Retry {
-        /// Why.
-        reason: String,
-        /// The server's `Retry-After`, if any.
-        after: Option<Duration>,
-    },
-    /// 401: a token scheme may refresh once and try again.
-    Unauthorized {
-        /// Why.
-        reason: String,
-    },
-    /// Trying again will not help.
-    Permanent {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Verdict {
-    /// The default reading of a status: 2xx delivered; 408, 429 and 5xx retryable; 401
-    /// unauthorized; any other status permanent.
-    pub fn from_status(status: StatusCode, body: &str) -> Verdict {
-        let code = status.as_u16();
-        let said = || {
-            let text = excerpt(body, 300);
-            if text.is_empty() {
-                format!("HTTP {code}")
-            } else {
-                format!("HTTP {code}: {text}")
-            }
-        };
-        match code {
-            200..=299 => Verdict::Delivered {
-                detail: format!("HTTP {code}"),
-                remote_id: None,
-            },
-            401 => Verdict::Unauthorized { reason: said() },
-            408 | 429 | 500..=599 => Verdict::Retry {
-                reason: said(),
-                after: None,
-            },
-            _ => Verdict::Permanent { reason: said() },
-        }
-    }
-}
-
-/// How one event × target ended.
+/// How one event × target ended, in one word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -94,312 +36,522 @@ pub enum Status {
     Failed,
 }
 
-/// The result of delivering one request.
-#[derive(Debug, Clone, Serialize)]
-pub struct Delivered {
-    /// How it ended.
-    pub status: Status,
-    /// For failures: whether a later retry (Lambda's, SQS's) may succeed.
-    pub retryable: bool,
-    /// Attempts made (0 for dry-runs and failures before sending).
-    pub attempts: u32,
-    /// The last HTTP status, if any answer came.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_status: Option<u16>,
-    /// The id the orchestrator gave the run (an Alteryx job id), if it said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote_id: Option<String>,
-    /// What happened, in words.
-    pub detail: String,
-    /// Dry-run: the signed request, secrets redacted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request: Option<Printable>,
+/// Why a delivery failed.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// The base URL kept in a secret could not be read.
+    BaseUrl(BaseUrlError),
+    /// The request could not be built (a template failed for this event, an argument too big).
+    Build(TargetError),
+    /// The request could not be signed.
+    Sign(AuthError),
+    /// The target refused, or the request may have arrived and cannot be safely repeated.
+    Refused(String),
+    /// The target refused the credentials (after one refresh, for token schemes).
+    Unauthorized(String),
+    /// Every attempt failed in a way worth retrying.
+    Exhausted {
+        /// The last attempt's failure.
+        reason: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Worth retrying, but not before the deadline.
+    OutOfTime(String),
 }
 
-impl Delivered {
-    /// A failure before anything was sent.
-    pub fn failed(detail: impl Into<String>, retryable: bool) -> Self {
-        Delivered {
-            status: Status::Failed,
-            retryable,
-            attempts: 0,
-            http_status: None,
-            remote_id: None,
-            detail: detail.into(),
-            request: None,
+impl Failure {
+    /// Whether a later retry (Lambda's, SQS's) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Failure::BaseUrl(error) => error.is_retryable(),
+            Failure::Sign(error) => error.is_retryable(),
+            Failure::Exhausted { .. } | Failure::OutOfTime(_) => true,
+            Failure::Build(_) | Failure::Refused(_) | Failure::Unauthorized(_) => false,
         }
     }
 }
 
-/// Everything sending needs, borrowed from the app for one invocation.
-pub struct Sender<'a> {
-    /// Shared HTTP client (one connection pool).
-    pub http: &'a reqwest::Client,
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::BaseUrl(error) => write!(f, "could not read the base URL: {error}"),
+            Failure::Build(error) => write!(f, "could not build the request: {error}"),
+            Failure::Sign(error) => write!(f, "signing failed: {error}"),
+            Failure::Refused(reason) => f.write_str(reason),
+            Failure::Unauthorized(reason) => write!(f, "unauthorized: {reason}"),
+            Failure::Exhausted { reason, attempts } => {
+                write!(f, "{reason} (gave up after {attempts} attempts)")
+            }
+            Failure::OutOfTime(reason) => {
+                write!(f, "{reason} (no time left before the deadline to retry)")
+            }
+        }
+    }
+}
+
+/// How delivery ended.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    /// The orchestrator started a run.
+    Triggered {
+        /// What happened, in words.
+        detail: String,
+        /// The id the orchestrator gave the run (an Alteryx job id), if it said.
+        remote_id: Option<String>,
+    },
+    /// The run existed already.
+    AlreadyTriggered,
+    /// Printed, not sent.
+    DryRun(Printable),
+    /// Not delivered.
+    Failed(Failure),
+}
+
+/// The result of delivering one request.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// The idempotency key sent (Airflow `dag_run_id`), once the request was built.
+    pub run_id: Option<String>,
+    /// How it ended.
+    pub ending: Ending,
+    /// Attempts made (0 for dry-runs and failures before sending).
+    pub attempts: u32,
+    /// The last HTTP status, if any answer came.
+    pub http_status: Option<u16>,
+}
+
+impl Delivered {
+    fn new(ending: Ending, attempts: u32, http_status: Option<u16>) -> Self {
+        Delivered {
+            run_id: None,
+            ending,
+            attempts,
+            http_status,
+        }
+    }
+
+    /// A failure before anything was sent.
+    pub fn failed(failure: Failure) -> Self {
+        Delivered::new(Ending::Failed(failure), 0, None)
+    }
+
+    /// In one word.
+    pub fn status(&self) -> Status {
+        match self.ending {
+            Ending::Triggered { .. } => Status::Triggered,
+            Ending::AlreadyTriggered => Status::AlreadyTriggered,
+            Ending::DryRun(_) => Status::DryRun,
+            Ending::Failed(_) => Status::Failed,
+        }
+    }
+
+    /// The failure, if it failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.ending {
+            Ending::Failed(failure) => Some(failure),
+            _ => None,
+        }
+    }
+
+    /// For failures: whether a later retry (Lambda's, SQS's) may succeed.
+    pub fn retryable(&self) -> bool {
+        self.failure().is_some_and(Failure::is_retryable)
+    }
+
+    /// The orchestrator's id for the run, if it said.
+    pub fn remote_id(&self) -> Option<&str> {
+        match &self.ending {
+            Ending::Triggered { remote_id, .. } => remote_id.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// What happened, in words.
+    pub fn detail(&self) -> String {
+        match &self.ending {
+            Ending::Triggered { detail, .. } => detail.clone(),
+            Ending::AlreadyTriggered => {
+                "already triggered (the run exists; redelivered event)".to_owned()
+            }
+            Ending::DryRun(_) => "not sent (dry run)".to_owned(),
+            Ending::Failed(failure) => failure.to_string(),
+        }
+    }
+}
+
+/// The flat shape of the report: `run_id`, `status`, `retryable`, `attempts`, `http_status`,
+/// `remote_id`, `detail`, and for dry runs the `request`.
+impl Serialize for Delivered {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(run_id) = &self.run_id {
+            map.serialize_entry("run_id", run_id)?;
+        }
+        map.serialize_entry("status", &self.status())?;
+        map.serialize_entry("retryable", &self.retryable())?;
+        map.serialize_entry("attempts", &self.attempts)?;
+        if let Some(status) = self.http_status {
+            map.serialize_entry("http_status", &status)?;
+        }
+        if let Some(remote_id) = self.remote_id() {
+            map.serialize_entry("remote_id", remote_id)?;
+        }
+        map.serialize_entry("detail", &self.detail())?;
+        if let Ending::DryRun(request) = &self.ending {
+            map.serialize_entry("request", request)?;
+        }
+        map.end()
+    }
+}
+
+/// Everything delivering needs, borrowed from the app for one invocation.
+pub struct Delivery<'a> {
+    /// Where requests go (the network, or the dry-run printer).
+    pub transport: &'a dyn Transport,
     /// Shared secret cache.
     pub secrets: &'a SecretCache,
+    /// Wall-clock time.
+    pub clock: &'a dyn Clock,
     /// Retry policy.
     pub policy: &'a RetryPolicy,
     /// Time limit of one attempt.
     pub attempt_timeout: Duration,
     /// The invocation's deadline (Lambda), if any.
     pub deadline: Option<Instant>,
-    /// Print instead of send.
-    pub dry_run: bool,
+    /// Which invocation this is (refused credentials are remembered for its rest).
+    pub invocation: u64,
 }
 
-impl Sender<'_> {
-    /// Signs and sends `built` to `target`, retrying as the policy allows.
-    pub async fn deliver(&self, target: &dyn Target, built: Built) -> Delivered {
-        let cx = AuthContext {
-            secrets: self.secrets,
-            http: self.http,
-            base_url: &built.base_url,
-            dry_run: self.dry_run,
+impl Delivery<'_> {
+    /// Builds the request for one event on `endpoint`, then signs and sends it, retrying as
+    /// the policy allows.
+    pub async fn deliver(&self, endpoint: &Endpoint, render: &RenderContext<'_>) -> Delivered {
+        let root = match endpoint.root(self.secrets).await {
+            Ok(root) => root,
+            Err(error) => return Delivered::failed(Failure::BaseUrl(error)),
         };
-        let cutoff = self.policy.cutoff(self.deadline);
+        let built = match endpoint.target.build(render, &root) {
+            Ok(built) => built,
+            Err(error) => return Delivered::failed(Failure::Build(error)),
+        };
+        if let Some(run_id) = &built.run_id {
+            tracing::Span::current().record("run_id", run_id.as_str());
+        }
+        let mut delivered = self.send(endpoint, &root, &built.request).await;
+        delivered.run_id = built.run_id;
+        delivered
+    }
+
+    async fn send(&self, endpoint: &Endpoint, root: &reqwest::Url, request: &Request) -> Delivered {
+        let cutoff = self.policy.cutoff(self.deadline, Instant::now());
         let mut refreshed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = built.request.clone();
-            if let Err(error) = target.auth().apply(&mut request, &cx).await {
-                let mut failed =
-                    Delivered::failed(format!("signing failed: {error}"), error.is_retryable());
-                failed.attempts = attempt - 1;
-                return failed;
-            }
-            if self.dry_run {
-                return Delivered {
-                    status: Status::DryRun,
-                    retryable: false,
-                    attempts: 0,
-                    http_status: None,
-                    remote_id: None,
-                    detail: "not sent (dry run)".to_owned(),
-                    request: Some(request.printable()),
-                };
-            }
             let timeout = match cutoff {
                 Some(cutoff) => self
                     .attempt_timeout
                     .min(cutoff.saturating_duration_since(Instant::now())),
                 None => self.attempt_timeout,
             };
+            let mut signed = request.clone();
+            let cx = SignContext {
+                secrets: self.secrets,
+                transport: self.transport,
+                clock: self.clock,
+                root,
+                timeout,
+                invocation: self.invocation,
+            };
+            if let Err(error) = endpoint.auth.sign(&mut signed, &cx).await {
+                return Delivered::new(Ending::Failed(Failure::Sign(error)), attempt - 1, None);
+            }
             let span = tracing::info_span!("attempt", attempt, http_status = tracing::field::Empty);
-            let (verdict, http_status) = self
-                .send_once(target, &request, timeout)
+            let sent = self
+                .transport
+                .send(&signed, timeout)
                 .instrument(span.clone())
                 .await;
-            if let Some(code) = http_status {
-                span.record("http_status", code);
-            }
-            let outcome = |status, retryable, detail| Delivered {
-                status,
-                retryable,
-                attempts: attempt,
-                http_status,
-                remote_id: None,
-                detail,
-                request: None,
+            let (verdict, http_status) = match sent {
+                Sent::Printed(request) => return Delivered::new(Ending::DryRun(request), 0, None),
+                Sent::Answered(answer) => {
+                    span.record("http_status", answer.status.as_u16());
+                    let server_wait = answer.retry_after(self.clock.now());
+                    let verdict = endpoint.target.interpret(&answer);
+                    (
+                        verdict.with_retry_after(server_wait),
+                        Some(answer.status.as_u16()),
+                    )
+                }
+                Sent::Failed(error) => (
+                    Verdict::from_transport(&error, endpoint.idempotent),
+                    error.status,
+                ),
             };
-            let (reason, after) = match verdict {
-                Verdict::Delivered { detail, remote_id } => {
-                    return Delivered {
-                        remote_id,
-                        ..outcome(Status::Triggered, false, detail)
-                    };
+            let can_refresh = !refreshed && endpoint.auth.refreshable();
+            let step = self.policy.step(
+                attempt,
+                &verdict,
+                can_refresh,
+                Instant::now(),
+                cutoff,
+                fastrand::f64(),
+            );
+            let failed = |failure| Delivered::new(Ending::Failed(failure), attempt, http_status);
+            let reason = match (step, verdict) {
+                (Step::Refresh, _) => {
+                    endpoint.auth.refresh().await;
+                    refreshed = true;
+                    attempt -= 1;
+                    tracing::info!("401: dropped the cached token, signing again");
+                    continue;
                 }
-                Verdict::AlreadyDelivered => {
-                    let detail = "already triggered (the run exists; redelivered event)".to_owned();
-                    return outcome(Status::AlreadyTriggered, false, detail);
+                (_, Verdict::Delivered { detail, remote_id }) => {
+                    let ending = Ending::Triggered { detail, remote_id };
+                    return Delivered::new(ending, attempt, http_status);
                 }
-                Verdict::Permanent { reason } => return outcome(Status::Failed, false, reason),
-                Verdict::Unauthorized { reason } => {
-                    if !refreshed && target.auth().on_unauthorized().await {
-                        refreshed = true;
-                        attempt -= 1;
-                        tracing::info!("401: dropped the cached token, signing again");
-                        continue;
-                    }
-                    return outcome(Status::Failed, false, format!("unauthorized: {reason}"));
+                (_, Verdict::AlreadyDelivered) => {
+                    return Delivered::new(Ending::AlreadyTriggered, attempt, http_status);
                 }
-                Verdict::Retry { reason, after } => (reason, after),
+                (_, Verdict::Permanent { reason }) => return failed(Failure::Refused(reason)),
+                (_, Verdict::Unauthorized { reason }) => {
+                    endpoint.auth.refused(self.invocation, &reason);
+                    return failed(Failure::Unauthorized(reason));
+                }
+                (_, Verdict::Retry { reason, .. }) => reason,
             };
-            if attempt >= self.policy.max_attempts {
-                return outcome(
-                    Status::Failed,
-                    true,
-                    format!("{reason} (gave up after {attempt} attempts)"),
-                );
-            }
-            let wait = self.policy.backoff(attempt, after);
-            if let Some(cutoff) = cutoff
-                && Instant::now() + wait >= cutoff
-            {
-                let detail = format!("{reason} (no time left before the deadline to retry)");
-                return outcome(Status::Failed, true, detail);
-            }
-            tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, %reason, "retrying");
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    async fn send_once(
-        &self,
-        target: &dyn Target,
-        request: &Request,
-        timeout: Duration,
-    ) -> (Verdict, Option<u16>) {
-        let mut builder = self
-            .http
-            .request(request.method.clone(), request.url.clone())
-            .timeout(timeout);
-        for (name, value) in &request.headers {
-            let value = match value {
-                HeaderValue::Plain(text) => reqwest::header::HeaderValue::from_str(text),
-                HeaderValue::Secret { value, .. } => {
-                    reqwest::header::HeaderValue::from_str(value.expose()).map(|mut value| {
-                        value.set_sensitive(true);
-                        value
-                    })
+            match step {
+                Step::Exhausted => {
+                    return failed(Failure::Exhausted {
+                        reason,
+                        attempts: attempt,
+                    });
                 }
-            };
-            match value {
-                Ok(value) => builder = builder.header(name.as_str(), value),
-                Err(_) => {
-                    let reason = format!("header {name} has a value that cannot be sent in HTTP");
-                    return (Verdict::Permanent { reason }, None);
+                Step::Wait(wait) => {
+                    tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, %reason, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Step::OutOfTime | Step::Done | Step::Refresh => {
+                    return failed(Failure::OutOfTime(reason));
                 }
             }
         }
-        if let Body::Json(body) = &request.body {
-            builder = builder.json(body);
-        }
-        let response = match builder.send().await {
-            Ok(response) => response,
-            Err(error) => return (transport_verdict(&error, target.idempotent()), None),
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(parse_retry_after);
-        let body = match response.text().await {
-            Ok(body) => body,
-            Err(error) if status.is_success() => {
-                // The target acted; only its answer was lost.
-                tracing::warn!(error = %describe_transport_error(&error), "could not read the answer body");
-                String::new()
-            }
-            Err(error) => {
-                return (
-                    transport_verdict(&error, target.idempotent()),
-                    Some(status.as_u16()),
-                );
-            }
-        };
-        let verdict = match target.interpret(status, &headers, &body) {
-            Verdict::Retry {
-                reason,
-                after: None,
-            } => Verdict::Retry { reason, after },
-            verdict => verdict,
-        };
-        (verdict, Some(status.as_u16()))
-    }
-}
-
-/// Connection failures (nothing was sent) are always retryable; a timeout or a broken
-/// connection after sending is retried only where the target deduplicates.
-fn transport_verdict(error: &reqwest::Error, idempotent: bool) -> Verdict {
-    let reason = describe_transport_error(error);
-    if error.is_connect() || idempotent {
-        Verdict::Retry {
-            reason,
-            after: None,
-        }
-    } else {
-        Verdict::Permanent {
-            reason: format!(
-                "{reason}; not retried: the request may have arrived and this target has no \
-                 idempotency key"
-            ),
-        }
-    }
-}
-
-/// A transport error with its causes (`connection refused`), without the URL's query.
-pub fn describe_transport_error(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timed out"
-    } else if error.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut causes = Vec::new();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !causes.contains(&text) {
-            causes.push(text);
-        }
-        source = cause.source();
-    }
-    if causes.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {}", causes.join(": "))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
+    use crate::event::{ObjectEvent, Source};
+    use crate::http::{Answer, DryRun};
+    use crate::secrets::SecretsFile;
+    use crate::targets::TargetConfig;
+    use crate::template::Templates;
+    use futures_util::future::BoxFuture;
+    use reqwest::StatusCode;
+    use reqwest::header::{HeaderValue, RETRY_AFTER};
+    use std::sync::Mutex;
 
-    #[test]
-    fn default_classification_table() {
-        let table = [
-            (200, "delivered"),
-            (201, "delivered"),
-            (204, "delivered"),
-            (400, "permanent"),
-            (401, "unauthorized"),
-            (403, "permanent"),
-            (404, "permanent"),
-            (408, "retry"),
-            (409, "permanent"),
-            (422, "permanent"),
-            (429, "retry"),
-            (500, "retry"),
-            (502, "retry"),
-            (503, "retry"),
-            (504, "retry"),
-        ];
-        for (code, want) in table {
-            let got = match Verdict::from_status(StatusCode::from_u16(code).unwrap(), "body") {
-                Verdict::Delivered { .. } => "delivered",
-                Verdict::AlreadyDelivered => "already",
-                Verdict::Retry { .. } => "retry",
-                Verdict::Unauthorized { .. } => "unauthorized",
-                Verdict::Permanent { .. } => "permanent",
-            };
-            assert_eq!(got, want, "HTTP {code}");
+    /// A transport that plays back answers in order and records when each request came.
+    #[derive(Debug)]
+    struct Script {
+        answers: Mutex<Vec<(u16, Option<&'static str>)>>,
+        times: Mutex<Vec<Instant>>,
+        authorizations: Mutex<Vec<String>>,
+    }
+
+    impl Script {
+        fn new(answers: &[(u16, Option<&'static str>)]) -> Self {
+            Script {
+                answers: Mutex::new(answers.iter().rev().copied().collect()),
+                times: Mutex::new(Vec::new()),
+                authorizations: Mutex::new(Vec::new()),
+            }
         }
     }
 
-    #[test]
-    fn reasons_quote_the_answer_briefly() {
-        let long = "x".repeat(1000);
-        let Verdict::Permanent { reason } = Verdict::from_status(StatusCode::BAD_REQUEST, &long)
-        else {
-            panic!("400 is permanent")
+    impl Transport for Script {
+        fn send<'a>(&'a self, request: &'a Request, _: Duration) -> BoxFuture<'a, Sent> {
+            self.times.lock().unwrap().push(Instant::now());
+            if let Some((_, value)) = request.headers.iter().find(|(n, _)| n == "authorization") {
+                let crate::http::HeaderValue::Secret { value, .. } = value else {
+                    panic!("authorization is secret")
+                };
+                self.authorizations
+                    .lock()
+                    .unwrap()
+                    .push(value.expose().to_owned());
+            }
+            let (status, retry_after) = self.answers.lock().unwrap().pop().expect("an answer left");
+            let mut answer = Answer::new(StatusCode::from_u16(status).unwrap(), "");
+            if let Some(seconds) = retry_after {
+                answer
+                    .headers
+                    .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
+            }
+            Box::pin(std::future::ready(Sent::Answered(answer)))
+        }
+
+        fn reaches_network(&self) -> bool {
+            true
+        }
+    }
+
+    const SECRETS: &str = r#"{"airflow": {"username": "admin", "password": "pw"}}"#;
+
+    /// An Airflow target with `auth`, its templates, and a retry policy.
+    struct Setup {
+        endpoint: Endpoint,
+        templates: Templates,
+        policy: RetryPolicy,
+    }
+
+    fn config(auth: &str, policy: RetryPolicy) -> Setup {
+        let yaml =
+            format!("airflow: {{ base_url: 'http://127.0.0.1:9', dag_id: d, auth: {auth} }}");
+        let target: TargetConfig = serde_saphyr::from_str(&yaml).unwrap();
+        let mut templates = Templates::new();
+        let endpoint = target.build("t", &mut templates).unwrap();
+        Setup {
+            endpoint,
+            templates,
+            policy,
+        }
+    }
+
+    fn policy(max_attempts: u32, base_ms: u64, max_ms: u64, margin_ms: u64) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            base: Duration::from_millis(base_ms),
+            max: Duration::from_millis(max_ms),
+            deadline_margin: Duration::from_millis(margin_ms),
+        }
+    }
+
+    fn event() -> ObjectEvent {
+        ObjectEvent {
+            source: Source::S3,
+            bucket: "b".into(),
+            key: "k.csv".into(),
+            size: Some(1),
+            etag: None,
+            version_id: None,
+            sequencer: Some("01".into()),
+            event_name: "ObjectCreated:Put".into(),
+            event_time: None,
+            region: None,
+            record_id: None,
+        }
+    }
+
+    async fn deliver(
+        setup: &Setup,
+        transport: &dyn Transport,
+        deadline: Option<Instant>,
+        invocation: u64,
+    ) -> Delivered {
+        let file = SecretsFile::parse(std::path::Path::new("t"), SECRETS).unwrap();
+        let secrets = SecretCache::new(Box::new(file), Duration::from_secs(60));
+        let delivery = Delivery {
+            transport,
+            secrets: &secrets,
+            clock: &SystemClock,
+            policy: &setup.policy,
+            attempt_timeout: Duration::from_secs(10),
+            deadline,
+            invocation,
         };
+        let event = event();
+        let render = RenderContext::new(&setup.templates, &event, "r");
+        delivery.deliver(&setup.endpoint, &render).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_honoured_without_waiting_real_time() {
+        let config = config("none", policy(4, 10, 50, 2000));
+        let script = Script::new(&[(429, Some("1")), (200, None)]);
+        let started = Instant::now();
+        let delivered = deliver(&config, &script, None, 1).await;
+        assert_eq!(
+            delivered.status(),
+            Status::Triggered,
+            "{}",
+            delivered.detail()
+        );
+        assert_eq!(delivered.attempts, 2);
+        let times = script.times.lock().unwrap();
         assert!(
-            reason.starts_with("HTTP 400: xxx") && reason.chars().count() < 320,
-            "{reason}"
+            times[1] - times[0] >= Duration::from_secs(1),
+            "waited {:?}, backoff cap is 50 ms",
+            times[1] - times[0]
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_and_gives_up_after_max_attempts() {
+        let config = config("none", policy(3, 1000, 60_000, 2000));
+        let script = Script::new(&[(503, None), (503, None), (503, None)]);
+        let delivered = deliver(&config, &script, None, 1).await;
+        assert_eq!(delivered.detail(), "HTTP 503 (gave up after 3 attempts)");
+        assert!(delivered.retryable());
+        let times = script.times.lock().unwrap();
+        assert!(times[1] - times[0] <= Duration::from_secs(1));
+        assert!(times[2] - times[1] <= Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_past_the_deadline_is_not_taken() {
+        let config = config("none", policy(4, 200, 5000, 1000));
+        let script = Script::new(&[(503, Some("30"))]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let delivered = deliver(&config, &script, Some(deadline), 1).await;
+        assert_eq!(
+            delivered.detail(),
+            "HTTP 503 (no time left before the deadline to retry)"
+        );
+        assert!(delivered.retryable());
+        assert_eq!(script.times.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_is_final_for_basic_and_remembered_for_the_invocation() {
+        let config = config("{ basic: { secret: airflow } }", RetryPolicy::default());
+        let script = Script::new(&[(401, None), (200, None)]);
+        let first = deliver(&config, &script, None, 5).await;
+        assert_eq!(first.detail(), "unauthorized: HTTP 401");
+        // The same target, later in the same invocation: not sent again.
+        let second = deliver(&config, &script, None, 5).await;
+        assert!(
+            second
+                .detail()
+                .contains("refused these credentials earlier"),
+            "{}",
+            second.detail()
+        );
+        assert_eq!(second.attempts, 0);
+        assert_eq!(script.times.lock().unwrap().len(), 1);
+        // The next invocation sends.
+        let third = deliver(&config, &script, None, 6).await;
+        assert_eq!(third.status(), Status::Triggered);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_prints_the_signed_request() {
+        let config = config("{ basic: { secret: airflow } }", RetryPolicy::default());
+        let delivered = deliver(&config, &DryRun, None, 1).await;
+        assert_eq!(delivered.status(), Status::DryRun);
+        assert_eq!(delivered.attempts, 0);
+        let json = serde_json::to_value(&delivered).unwrap();
+        assert_eq!(json["request"]["headers"]["authorization"], "Basic ****");
+        assert_eq!(json["detail"], "not sent (dry run)");
+        assert!(
+            json["run_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("r__b-k.csv__01")
         );
     }
 }

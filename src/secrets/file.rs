@@ -17,23 +17,25 @@ pub struct SecretsFile {
 
 impl SecretsFile {
     /// Reads `path`: a JSON object mapping secret ids to objects (JSON secrets) or strings.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read secrets file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, SecretsError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SecretsError::File {
+            path: path.display().to_string(),
+            reason: format!("cannot be read: {e}"),
+        })?;
         Self::parse(path, &text)
     }
 
     /// Parses the file's text; `path` is for messages.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            // serde_json's message names a position, never the text around it.
-            format!("secrets file {} is not valid JSON: {e}", path.display())
-        })?;
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SecretsError> {
+        let bad = |reason: String| SecretsError::File {
+            path: path.display().to_string(),
+            reason,
+        };
+        // serde_json's message names a position, never the text around it.
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| bad(format!("is not valid JSON: {e}")))?;
         let Value::Object(map) = value else {
-            return Err(format!(
-                "secrets file {} must be a JSON object of secret ids",
-                path.display()
-            ));
+            return Err(bad("must be a JSON object of secret ids".to_owned()));
         };
         let secrets = map
             .into_iter()

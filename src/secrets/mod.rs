@@ -45,8 +45,16 @@ impl fmt::Display for SecretString {
 }
 
 /// Why a secret could not be had. Messages name the secret id and field, never a value.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SecretsError {
+    /// The local secrets file cannot be used.
+    #[error("secrets file {path} {reason}")]
+    File {
+        /// Its path.
+        path: String,
+        /// What is wrong with it (never its contents).
+        reason: String,
+    },
     /// The secret does not exist (or we may not see that it does).
     #[error("secret {id:?} not found{hint}")]
     NotFound {

@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use bucket_trigger::handler;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Gallery, app, invoke, lambda_event, sample};
+use crate::support::{Gallery, app, dry_run_app, handle, invoke, lambda_event, sample};
 
 const KEY: &str = "ké y+/&=";
 const SECRET: &str = "s3cr€t +/&=%";
@@ -126,14 +125,13 @@ async fn a_wrong_secret_is_rejected_by_the_verifier_and_explained() {
 
 #[tokio::test]
 async fn dry_run_redacts_the_consumer_key_nonce_and_signature() {
-    let app = app(
+    let app = dry_run_app(
         &v1_config("query"),
         &secrets("https://alteryx.example.com/gallery/api/", KEY, SECRET),
     );
-    let answer = handler::handle(
+    let answer = handle(
         &app,
         lambda_event(sample("s3-put.json"), Duration::from_secs(30)),
-        true,
     )
     .await
     .unwrap();

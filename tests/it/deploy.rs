@@ -56,7 +56,7 @@ fn every_auth_and_api_choice_of_the_template_loads() {
                     Config::parse(&text, "template.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
                 assert_eq!(config.secret_ids, vec!["airflow/prod-trigger"]);
                 assert_eq!(
-                    config.routes[0].targets[0].describe(),
+                    config.routes[0].targets[0].description,
                     format!("airflow {api} dag ingest_csv")
                 );
             }

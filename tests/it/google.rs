@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use bucket_trigger::handler;
 use serde_json::{Value, json};
 
-use crate::support::{Fixture, app, lambda_event, root, sample};
+use crate::support::{Fixture, app, handle, lambda_event, root, sample};
 
 const IAP_AUDIENCE: &str = "test-iap-client.apps.googleusercontent.com";
 const EMAIL: &str = "trigger@test-project.iam.gserviceaccount.com";
@@ -81,13 +80,7 @@ fn composer(google: &Google, api: &str, auth: &str) -> String {
 }
 
 async fn run(app: &bucket_trigger::app::App, event: &str) -> Value {
-    match handler::handle(
-        app,
-        lambda_event(sample(event), Duration::from_secs(30)),
-        false,
-    )
-    .await
-    {
+    match handle(app, lambda_event(sample(event), Duration::from_secs(30))).await {
         Ok(answer) => answer,
         Err(error) => json!({ "error_type": error.error_type, "error": error.error_message }),
     }

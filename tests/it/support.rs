@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bucket_trigger::app::App;
 use bucket_trigger::config::Config;
 use bucket_trigger::secrets::SecretsFile;
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::Value;
 
 /// The repository root.
@@ -31,6 +31,19 @@ pub fn app(config: &str, secrets: &str) -> App {
     App::new(config, Box::new(source)).unwrap()
 }
 
+/// The same app in dry-run mode: requests are printed, not sent.
+pub fn dry_run_app(config: &str, secrets: &str) -> App {
+    let config = Config::parse(config, "test config").unwrap();
+    let source = SecretsFile::parse(std::path::Path::new("test-secrets.json"), secrets).unwrap();
+    App::dry_run(config, Box::new(source))
+}
+
+/// Runs one invocation through the Lambda handler; the answer as Lambda would receive it.
+pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+    let answer = bucket_trigger::handler::handle(app, event).await?;
+    Ok(serde_json::to_value(answer).unwrap())
+}
+
 /// A Lambda event with a deadline `budget` from now.
 pub fn lambda_event(payload: Value, budget: Duration) -> LambdaEvent<Value> {
     let mut context = Context::default();
@@ -42,12 +55,7 @@ pub fn lambda_event(payload: Value, budget: Duration) -> LambdaEvent<Value> {
 
 /// Runs a sample event through the Lambda handler with 30 s before the deadline.
 pub async fn invoke(app: &App, event: &str) -> Result<Value, lambda_runtime::Diagnostic> {
-    bucket_trigger::handler::handle(
-        app,
-        lambda_event(sample(event), Duration::from_secs(30)),
-        false,
-    )
-    .await
+    handle(app, lambda_event(sample(event), Duration::from_secs(30))).await
 }
 
 /// Base URL of a moto server started once for this test binary (`moto_server` from

@@ -1,9 +1,9 @@
-//! Signing: Google Workload Identity Federation from AWS (no stored key). The function's own
-//! AWS credentials sign an STS `GetCallerIdentity` request (SigV4); Google STS exchanges that
-//! "subject token" for a federated token, which IAM Credentials turns into a service-account
-//! access token or ID token. Configured by Google's standard external-account JSON
-//! (`"type": "external_account"`, `credential_source.environment_id: "aws1"`); every endpoint
-//! comes from that JSON, so it can point at a stand-in.
+//! Auth: Google Workload Identity Federation from AWS, first step (no stored key). The
+//! function's own AWS credentials sign an STS `GetCallerIdentity` request (SigV4); Google STS
+//! exchanges that "subject token" for a federated access token. Configured by Google's standard
+//! external-account JSON (`"type": "external_account"`, `credential_source.environment_id:
+//! "aws1"`); every endpoint comes from that JSON, so it can point at a stand-in. The second step,
+//! impersonating the service account, is [`super::google_iam`]'s.
 
 use std::time::SystemTime;
 
@@ -12,28 +12,30 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use chrono::DateTime;
 use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AuthError;
-use super::google::{CLOUD_PLATFORM, TokenKind, token_from_answer};
-use super::request_token;
-use super::token_cache::Fetched;
+use super::token::{self, Token, Wanted};
+use super::{AuthError, CLOUD_PLATFORM, SignContext};
+use crate::http::{Body, Request};
 use crate::secrets::SecretString;
 
 const SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:aws:token-type:aws4_request";
 const DEFAULT_VERIFICATION_URL: &str =
     "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15";
 
+/// The fields of an external-account configuration we use.
 #[derive(Deserialize)]
-struct ExternalAccount {
+pub(super) struct ExternalAccount {
     audience: String,
     subject_token_type: String,
     token_url: String,
-    service_account_impersonation_url: Option<String>,
+    /// IAM Credentials' `generateAccessToken` URL of the service account to act as, if any.
+    pub(super) service_account_impersonation_url: Option<String>,
     credential_source: CredentialSource,
+    #[serde(skip)]
+    secret: String,
 }
 
 #[derive(Deserialize)]
@@ -42,35 +44,53 @@ struct CredentialSource {
     regional_cred_verification_url: Option<String>,
 }
 
-/// A token from an external-account configuration, using the AWS credentials of this process.
-pub(super) async fn token(
-    http: &reqwest::Client,
-    config: &Value,
-    kind: &TokenKind,
-    secret_id: &str,
-) -> Result<Fetched, AuthError> {
-    let refused = |message: String| AuthError::TokenRefused {
+fn refused(secret: &str, message: impl std::fmt::Display) -> AuthError {
+    AuthError::TokenRefused {
         url: "(external account)".to_owned(),
-        message: format!("secret {secret_id:?}: {message}"),
-    };
-    let account: ExternalAccount = serde_json::from_value(config.clone())
-        .map_err(|e| refused(format!("not an external-account configuration: {e}")))?;
-    if !account.credential_source.environment_id.starts_with("aws")
-        || account.subject_token_type != SUBJECT_TOKEN_TYPE
-    {
-        return Err(refused(format!(
-            "only AWS workload identity federation is supported (credential_source.environment_id \"aws1\", \
-             subject_token_type {SUBJECT_TOKEN_TYPE:?})"
-        )));
+        message: format!("secret {secret:?}: {message}"),
     }
-    if matches!(kind, TokenKind::Id(_)) && account.service_account_impersonation_url.is_none() {
-        return Err(refused(
-            "ID tokens need service_account_impersonation_url (a federated token cannot be an ID token)".to_owned(),
-        ));
+}
+
+impl ExternalAccount {
+    /// Reads and checks a configuration from secret `secret` for the token `wanted`.
+    pub(super) fn parse(json: Value, wanted: &Wanted, secret: &str) -> Result<Self, AuthError> {
+        let mut account: ExternalAccount = serde_json::from_value(json).map_err(|e| {
+            refused(
+                secret,
+                format!("not an external-account configuration: {e}"),
+            )
+        })?;
+        account.secret = secret.to_owned();
+        if !account.credential_source.environment_id.starts_with("aws")
+            || account.subject_token_type != SUBJECT_TOKEN_TYPE
+        {
+            return Err(refused(
+                secret,
+                format!(
+                    "only AWS workload identity federation is supported (credential_source.environment_id \"aws1\", \
+                     subject_token_type {SUBJECT_TOKEN_TYPE:?})"
+                ),
+            ));
+        }
+        if matches!(wanted, Wanted::Id(_)) && account.service_account_impersonation_url.is_none() {
+            return Err(refused(
+                secret,
+                "ID tokens need service_account_impersonation_url (a federated token cannot be an ID token)",
+            ));
+        }
+        Ok(account)
     }
+}
+
+/// Google STS: this process's AWS identity → a federated access token.
+pub(super) async fn federate(
+    cx: &SignContext<'_>,
+    account: &ExternalAccount,
+    wanted: &Wanted,
+) -> Result<Token, AuthError> {
     let region = std::env::var("AWS_REGION")
         .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        .map_err(|_| refused("AWS_REGION is not set (Lambda sets it)".to_owned()))?;
+        .map_err(|_| refused(&account.secret, "AWS_REGION is not set (Lambda sets it)"))?;
     let credentials = aws_credentials().await?;
     let verification_url = account
         .credential_source
@@ -83,15 +103,18 @@ pub(super) async fn token(
         &region,
         &account.audience,
         &credentials,
-        SystemTime::now(),
+        cx.clock.now(),
     )
-    .map_err(|e| refused(format!("could not sign GetCallerIdentity: {e}")))?;
-
-    // 1. Google STS: AWS-signed request → federated access token.
-    let sts_url =
-        Url::parse(&account.token_url).map_err(|_| refused("token_url is not a URL".to_owned()))?;
-    let scope = match kind {
-        TokenKind::Access(scopes) if account.service_account_impersonation_url.is_none() => {
+    .map_err(|e| {
+        refused(
+            &account.secret,
+            format!("could not sign GetCallerIdentity: {e}"),
+        )
+    })?;
+    let sts_url = Url::parse(&account.token_url)
+        .map_err(|_| refused(&account.secret, "token_url is not a URL"))?;
+    let scope = match wanted {
+        Wanted::Access(scopes) if account.service_account_impersonation_url.is_none() => {
             scopes.join(" ")
         }
         _ => CLOUD_PLATFORM.to_owned(),
@@ -110,72 +133,24 @@ pub(super) async fn token(
         .append_pair("subject_token_type", SUBJECT_TOKEN_TYPE)
         .append_pair("subject_token", subject_token.expose())
         .finish();
-    let builder = http
-        .post(sts_url.clone())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form);
+    let request = Request::post(
+        sts_url,
+        Body::Secret {
+            content_type: "application/x-www-form-urlencoded",
+            text: SecretString::new(form),
+        },
+    );
     let refusal = format!(
         "Google STS refused the AWS identity for audience {}",
         account.audience
     );
-    let answer = request_token(builder, &sts_url, &refusal).await?;
-    let federated = token_from_answer(&answer, &TokenKind::Access(Vec::new()), &sts_url)?;
-    let Some(impersonation) = account.service_account_impersonation_url else {
-        return Ok(federated);
-    };
-
-    // 2. IAM Credentials: federated token → service-account access token or ID token.
-    let (url, body) = match kind {
-        TokenKind::Access(scopes) => (
-            impersonation,
-            json!({ "scope": scopes, "lifetime": "3600s" }),
-        ),
-        TokenKind::Id(audience) => (
-            impersonation.replace(":generateAccessToken", ":generateIdToken"),
-            json!({ "audience": audience, "includeEmail": true }),
-        ),
-    };
-    let url = Url::parse(&url)
-        .map_err(|_| refused("service_account_impersonation_url is not a URL".to_owned()))?;
-    let builder = http
-        .post(url.clone())
-        .bearer_auth(federated.token.expose())
-        .json(&body);
-    let refusal = "IAM Credentials refused to impersonate the service account (does the pool's principal have \
-                   roles/iam.workloadIdentityUser, and for ID tokens roles/iam.serviceAccountOpenIdTokenCreator?)";
-    let answer = request_token(builder, &url, refusal).await?;
-    match kind {
-        TokenKind::Access(_) => {
-            let token = answer
-                .get("accessToken")
-                .and_then(Value::as_str)
-                .ok_or_else(|| AuthError::TokenRefused {
-                    url: url.to_string(),
-                    message: "answer has no accessToken".to_owned(),
-                })?;
-            let lifetime = answer
-                .get("expireTime")
-                .and_then(Value::as_str)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .and_then(|t| (t.to_utc() - chrono::Utc::now()).to_std().ok());
-            Ok(Fetched {
-                token: SecretString::new(token),
-                lifetime,
-            })
-        }
-        TokenKind::Id(_) => {
-            let token = answer.get("token").and_then(Value::as_str).ok_or_else(|| {
-                AuthError::TokenRefused {
-                    url: url.to_string(),
-                    message: "answer has no token".to_owned(),
-                }
-            })?;
-            Ok(Fetched {
-                token: SecretString::new(token),
-                lifetime: super::airflow_token::jwt_lifetime(token),
-            })
-        }
-    }
+    let answer = token::exchange(cx, &request, &refusal).await?;
+    token::from_answer(
+        &answer,
+        &Wanted::Access(Vec::new()),
+        &request.url,
+        cx.clock.now(),
+    )
 }
 
 /// This process's AWS credentials (in Lambda: the execution role's, from the environment).

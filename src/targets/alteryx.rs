@@ -6,17 +6,15 @@
 //! request was sent is not retried unless `retry_on_timeout: true`; failures that prove no job
 //! was created (connection refused, 408/429/5xx answers) are.
 
+use reqwest::Url;
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
-use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{BaseUrl, BaseUrlConfig, Built, Target, TargetError, join, problem};
-use crate::auth::{Auth, AuthConfig};
-use crate::delivery::Verdict;
-use crate::event::ObjectEvent;
-use crate::request::{Body, Request};
-use crate::template::{self, StringTemplate, Templates};
+use super::{BaseUrlConfig, Built, Target, TargetError, optional_template, problem};
+use crate::auth::AuthConfig;
+use crate::http::{Answer, Body, Request, Verdict, join};
+use crate::template::{RenderContext, StringTemplate, Templates};
 
 /// Which Alteryx API to call.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -70,9 +68,8 @@ pub struct AlteryxConfig {
 
 /// A configured Alteryx target.
 #[derive(Debug)]
-pub struct Alteryx {
+pub(super) struct Alteryx {
     api: AlteryxApi,
-    base_url: BaseUrl,
     oauth1: bool,
     workflow_id: StringTemplate,
     workflow_source: String,
@@ -80,13 +77,11 @@ pub struct Alteryx {
     priority: Option<StringTemplate>,
     worker_tag: Option<StringTemplate>,
     credential_id: Option<StringTemplate>,
-    retry_on_timeout: bool,
-    auth: Auth,
 }
 
 impl Alteryx {
     /// Compiles the configuration; `name` prefixes fields in errors.
-    pub fn new(
+    pub(super) fn new(
         config: &AlteryxConfig,
         name: &str,
         templates: &mut Templates,
@@ -96,23 +91,11 @@ impl Alteryx {
             reason: reason.to_owned(),
         };
         let oauth1 = matches!(config.auth, AuthConfig::Oauth1(_));
-        match (&config.auth, config.api) {
-            (AuthConfig::Oauth1(_), AlteryxApi::V3) => {
-                return Err(invalid(
-                    "auth",
-                    "API v3 takes OAuth 2 only (Alteryx Server 2022.1 removed OAuth 1.0a): use auth: oauth2",
-                ));
-            }
-            (AuthConfig::Oauth1(_) | AuthConfig::Oauth2(_) | AuthConfig::Bearer(_), _) => {}
-            (other, _) => {
-                return Err(invalid(
-                    "auth",
-                    &format!(
-                        "Alteryx needs oauth1 (API v1), oauth2 or bearer, not {}",
-                        other.name()
-                    ),
-                ));
-            }
+        if oauth1 && config.api == AlteryxApi::V3 {
+            return Err(invalid(
+                "auth",
+                "API v3 takes OAuth 2 only (Alteryx Server 2022.1 removed OAuth 1.0a): use auth: oauth2",
+            ));
         }
         if config.api == AlteryxApi::V1
             && (config.worker_tag.is_some() || config.credential_id.is_some())
@@ -126,10 +109,7 @@ impl Alteryx {
             return Err(invalid("workflow_id", "must not be empty"));
         }
         let mut optional = |field: &str, source: &Option<String>| {
-            source
-                .as_deref()
-                .map(|source| templates.add_string(&format!("{name}.{field}"), source))
-                .transpose()
+            optional_template(templates, name, field, source.as_deref())
         };
         let priority = optional("priority", &config.priority)?;
         let worker_tag = optional("worker_tag", &config.worker_tag)?;
@@ -148,7 +128,6 @@ impl Alteryx {
             .collect::<Result<_, TargetError>>()?;
         Ok(Alteryx {
             api: config.api,
-            base_url: BaseUrl::new(&format!("{name}.base_url"), &config.base_url)?,
             oauth1,
             workflow_id: templates
                 .add_string(&format!("{name}.workflow_id"), &config.workflow_id)?,
@@ -157,9 +136,17 @@ impl Alteryx {
             priority,
             worker_tag,
             credential_id,
-            retry_on_timeout: config.retry_on_timeout,
-            auth: Auth::new(&config.auth),
         })
+    }
+}
+
+impl Target for Alteryx {
+    fn describe(&self) -> String {
+        let api = match self.api {
+            AlteryxApi::V1 => "v1",
+            AlteryxApi::V3 => "v3",
+        };
+        format!("alteryx {api} workflow {}", self.workflow_source)
     }
 
     /// The API root the paths hang from: `{gallery}/api/` for OAuth 1.0a, `{server}/webapi/`
@@ -189,38 +176,9 @@ impl Alteryx {
         }
         root
     }
-}
 
-impl Target for Alteryx {
-    fn describe(&self) -> String {
-        let api = match self.api {
-            AlteryxApi::V1 => "v1",
-            AlteryxApi::V3 => "v3",
-        };
-        format!("alteryx {api} workflow {}", self.workflow_source)
-    }
-
-    fn auth(&self) -> &Auth {
-        &self.auth
-    }
-
-    fn base_url(&self) -> &BaseUrl {
-        &self.base_url
-    }
-
-    fn idempotent(&self) -> bool {
-        self.retry_on_timeout
-    }
-
-    fn build(
-        &self,
-        event: &ObjectEvent,
-        route: &str,
-        templates: &Templates,
-        base: &Url,
-    ) -> Result<Built, TargetError> {
-        let context = template::context_value(&template::Context::new(event, route));
-        let render = |t: &StringTemplate| templates.render_string(t, &context);
+    fn build(&self, render: &RenderContext<'_>, root: &Url) -> Result<Built, TargetError> {
+        let render = |t: &StringTemplate| render.string(t);
         let workflow_id = render(&self.workflow_id)?;
         let questions: Vec<Value> = self
             .questions
@@ -239,22 +197,19 @@ impl Target for Alteryx {
                 body.insert(field.into(), Value::String(render(template)?));
             }
         }
-        let root = self.api_root(base);
         let url = match self.api {
             // The Gallery API wants the trailing slash.
-            AlteryxApi::V1 => join(&root, &["v1", "workflows", &workflow_id, "jobs", ""]),
-            AlteryxApi::V3 => join(&root, &["v3", "workflows", &workflow_id, "jobs"]),
+            AlteryxApi::V1 => join(root, &["v1", "workflows", &workflow_id, "jobs", ""]),
+            AlteryxApi::V3 => join(root, &["v3", "workflows", &workflow_id, "jobs"]),
         };
-        let mut request = Request::new(Method::POST, url);
-        request.body = Body::Json(Value::Object(body));
-        Ok(Built {
-            request,
-            run_id: None,
-            base_url: root,
-        })
+        Ok(Built::plain(Request::post(
+            url,
+            Body::Json(Value::Object(body)),
+        )))
     }
 
-    fn interpret(&self, status: StatusCode, headers: &HeaderMap, body: &str) -> Verdict {
+    fn interpret(&self, answer: &Answer) -> Verdict {
+        let (status, body) = (answer.status, answer.body.as_str());
         match status.as_u16() {
             200..=299 => {
                 let id = serde_json::from_str::<Value>(body)
@@ -274,7 +229,7 @@ impl Target for Alteryx {
                      key and secret fields and the server clock",
                     problem(body)
                 );
-                if looks_like_oauth2_server(headers, body) {
+                if looks_like_oauth2_server(&answer.headers, body) {
                     reason.push_str(
                         ". This server looks like Alteryx Server 2022.1 or later, which removed \
                          OAuth 1.0a: use api: v3 with auth: oauth2 (the API key and secret from \
@@ -316,7 +271,9 @@ fn looks_like_oauth2_server(headers: &HeaderMap, body: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Source;
+    use crate::event::{ObjectEvent, Source};
+    use crate::targets::{Endpoint, TargetConfig};
+    use reqwest::StatusCode;
 
     fn event() -> ObjectEvent {
         ObjectEvent {
@@ -334,17 +291,24 @@ mod tests {
         }
     }
 
-    fn alteryx(yaml: &str) -> Result<(Alteryx, Templates), TargetError> {
+    fn alteryx(yaml: &str) -> Result<(Endpoint, Templates), TargetError> {
         let config: AlteryxConfig = serde_saphyr::from_str(yaml).unwrap();
         let mut templates = Templates::new();
-        Alteryx::new(&config, "t", &mut templates).map(|a| (a, templates))
+        TargetConfig::Alteryx(config)
+            .build("t", &mut templates)
+            .map(|a| (a, templates))
     }
 
-    fn built(yaml: &str, base: &str) -> Built {
-        let (target, templates) = alteryx(yaml).unwrap();
-        target
-            .build(&event(), "r", &templates, &Url::parse(base).unwrap())
-            .unwrap()
+    /// The request and the API root for a base URL.
+    fn built(yaml: &str, base: &str) -> (Built, Url) {
+        let (endpoint, templates) = alteryx(yaml).unwrap();
+        let event = event();
+        let root = endpoint.target.api_root(&Url::parse(base).unwrap());
+        let built = endpoint
+            .target
+            .build(&RenderContext::new(&templates, &event, "r"), &root)
+            .unwrap();
+        (built, root)
     }
 
     const V1: &str = "api: v1\nbase_url: { secret: a, field: ALTERYX_URL }\nworkflow_id: 5f1c0a\nquestions: [{ name: FilePath, value: 's3://{{ bucket }}/{{ key }}' }]\nauth: { oauth1: { secret: a } }\n";
@@ -358,7 +322,7 @@ mod tests {
             "http://host/gallery/api/",
             "http://host/gallery/api",
         ] {
-            let built = built(V1, base);
+            let (built, _) = built(V1, base);
             assert_eq!(
                 built.request.url.as_str(),
                 "http://host/gallery/api/v1/workflows/5f1c0a/jobs/",
@@ -381,13 +345,13 @@ mod tests {
             "https://host/webapi/",
             "https://host/gallery/api/",
         ] {
-            let built = built(V3, base);
+            let (built, root) = built(V3, base);
             assert_eq!(
                 built.request.url.as_str(),
                 "https://host/webapi/v3/workflows/5f1c0a/jobs",
                 "{base}"
             );
-            assert_eq!(built.base_url.as_str(), "https://host/webapi/");
+            assert_eq!(root.as_str(), "https://host/webapi/");
             let Body::Json(body) = &built.request.body else {
                 panic!("json")
             };
@@ -398,7 +362,7 @@ mod tests {
         }
         let v1_oauth2 = V1.replace("oauth1", "oauth2");
         assert_eq!(
-            built(&v1_oauth2, "https://host").request.url.as_str(),
+            built(&v1_oauth2, "https://host").0.request.url.as_str(),
             "https://host/webapi/v1/workflows/5f1c0a/jobs/"
         );
     }
@@ -420,23 +384,31 @@ mod tests {
         assert!(err.to_string().contains("not basic"), "{err}");
     }
 
+    fn answer(status: StatusCode, headers: &HeaderMap, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: headers.clone(),
+            body: body.to_owned(),
+        }
+    }
+
     #[test]
     fn answers() {
         let (v1, _) = alteryx(V1).unwrap();
         let none = HeaderMap::new();
         let job = r#"{"id": "6570a1c2f4a3b2d1e0f9a8b7", "status": "Queued"}"#;
         assert_eq!(
-            v1.interpret(StatusCode::OK, &none, job),
+            v1.target.interpret(&answer(StatusCode::OK, &none, job)),
             Verdict::Delivered {
                 detail: "job 6570a1c2f4a3b2d1e0f9a8b7 queued".into(),
                 remote_id: Some("6570a1c2f4a3b2d1e0f9a8b7".into())
             }
         );
-        let Verdict::Permanent { reason } = v1.interpret(
+        let Verdict::Permanent { reason } = v1.target.interpret(&answer(
             StatusCode::UNAUTHORIZED,
             &none,
             r#"{"message": "Invalid signature"}"#,
-        ) else {
+        )) else {
             panic!("401 with OAuth1 is permanent")
         };
         assert!(
@@ -449,7 +421,9 @@ mod tests {
         );
         let mut bearer = HeaderMap::new();
         bearer.insert(WWW_AUTHENTICATE, "Bearer".parse().unwrap());
-        let Verdict::Permanent { reason } = v1.interpret(StatusCode::UNAUTHORIZED, &bearer, "")
+        let Verdict::Permanent { reason } =
+            v1.target
+                .interpret(&answer(StatusCode::UNAUTHORIZED, &bearer, ""))
         else {
             panic!("401 is permanent")
         };
@@ -458,17 +432,19 @@ mod tests {
             "{reason}"
         );
         assert!(matches!(
-            v1.interpret(StatusCode::SERVICE_UNAVAILABLE, &none, ""),
+            v1.target
+                .interpret(&answer(StatusCode::SERVICE_UNAVAILABLE, &none, "")),
             Verdict::Retry { .. }
         ));
         assert!(
-            !v1.idempotent(),
+            !v1.idempotent,
             "no idempotency key: timeouts are not retried by default"
         );
 
         let (v3, _) = alteryx(V3).unwrap();
         assert!(matches!(
-            v3.interpret(StatusCode::UNAUTHORIZED, &none, ""),
+            v3.target
+                .interpret(&answer(StatusCode::UNAUTHORIZED, &none, "")),
             Verdict::Unauthorized { .. }
         ));
     }

@@ -1,17 +1,14 @@
 //! Targets: Apache Airflow DAG runs, through the stable REST API v1 (Airflow 2), the REST API
 //! v2 (Airflow 3), or the legacy experimental API (Airflow 1.10 and early 2.x).
 
-use reqwest::header::HeaderMap;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{BaseUrl, BaseUrlConfig, Built, Target, TargetError, join, problem, run_id};
-use crate::auth::{Auth, AuthConfig};
-use crate::delivery::Verdict;
-use crate::event::ObjectEvent;
-use crate::request::{Body, Request};
-use crate::template::{self, StringTemplate, Templates, ValueTemplate};
+use super::{BaseUrlConfig, Built, Target, TargetError, optional_template, problem, run_id};
+use crate::auth::AuthConfig;
+use crate::http::{Answer, Body, Request, Verdict, join};
+use crate::template::{RenderContext, StringTemplate, Templates, ValueTemplate};
 
 /// Which Airflow API to call.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -58,8 +55,7 @@ fn no_auth() -> AuthConfig {
 
 /// A configured Airflow target.
 #[derive(Debug)]
-pub struct Airflow {
-    base_url: BaseUrl,
+pub(super) struct Airflow {
     api: AirflowApi,
     dag_id: StringTemplate,
     dag_id_source: String,
@@ -67,17 +63,15 @@ pub struct Airflow {
     conf: Option<ValueTemplate>,
     logical_date: Option<StringTemplate>,
     note: Option<StringTemplate>,
-    auth: Auth,
 }
 
 impl Airflow {
     /// Compiles the configuration; `name` prefixes template names in errors.
-    pub fn new(
+    pub(super) fn new(
         config: &AirflowConfig,
         name: &str,
         templates: &mut Templates,
     ) -> Result<Self, TargetError> {
-        let base_url = BaseUrl::new(&format!("{name}.base_url"), &config.base_url)?;
         if let AuthConfig::GoogleIdToken(_) = config.auth {
             tracing::warn!(
                 target = name,
@@ -91,15 +85,14 @@ impl Airflow {
                 reason: "must not be empty".to_owned(),
             });
         }
-        let mut string = |field: &str, source: &Option<String>| {
-            source
-                .as_deref()
-                .map(|source| templates.add_string(&format!("{name}.{field}"), source))
-                .transpose()
-        };
-        let run_id = string("run_id", &config.run_id)?;
-        let logical_date = string("logical_date", &config.logical_date)?;
-        let note = string("note", &config.note)?;
+        let run_id = optional_template(templates, name, "run_id", config.run_id.as_deref())?;
+        let logical_date = optional_template(
+            templates,
+            name,
+            "logical_date",
+            config.logical_date.as_deref(),
+        )?;
+        let note = optional_template(templates, name, "note", config.note.as_deref())?;
         let dag_id = templates.add_string(&format!("{name}.dag_id"), &config.dag_id)?;
         let conf = config
             .conf
@@ -107,8 +100,6 @@ impl Airflow {
             .map(|conf| templates.add_value(&format!("{name}.conf"), conf))
             .transpose()?;
         Ok(Airflow {
-            auth: Auth::new(&config.auth),
-            base_url,
             api: config.api,
             dag_id,
             dag_id_source: config.dag_id.clone(),
@@ -130,37 +121,14 @@ impl Target for Airflow {
         format!("airflow {api} dag {}", self.dag_id_source)
     }
 
-    fn auth(&self) -> &Auth {
-        &self.auth
-    }
-
-    fn base_url(&self) -> &BaseUrl {
-        &self.base_url
-    }
-
-    fn idempotent(&self) -> bool {
-        true
-    }
-
-    fn build(
-        &self,
-        event: &ObjectEvent,
-        route: &str,
-        templates: &Templates,
-        base: &Url,
-    ) -> Result<Built, TargetError> {
-        let context = template::context_value(&template::Context::new(event, route));
-        let dag_id = templates.render_string(&self.dag_id, &context)?;
+    fn build(&self, render: &RenderContext<'_>, base: &Url) -> Result<Built, TargetError> {
+        let dag_id = render.string(&self.dag_id)?;
         let run_id = match &self.run_id {
-            Some(t) => run_id::sanitize(&templates.render_string(t, &context)?),
-            None => run_id::default_for(route, event),
+            Some(t) => run_id::sanitize(&render.string(t)?),
+            None => run_id::default_for(render.route(), render.event()),
         };
-        let conf = templates.render_or_event(self.conf.as_ref(), &context, event)?;
-        let render = |t: &Option<StringTemplate>| {
-            t.as_ref()
-                .map(|t| templates.render_string(t, &context))
-                .transpose()
-        };
+        let conf = render.value_or_event(self.conf.as_ref())?;
+        let render = |t: &Option<StringTemplate>| t.as_ref().map(|t| render.string(t)).transpose();
         let logical_date = render(&self.logical_date)?.filter(|date| !date.is_empty());
         let note = render(&self.note)?;
 
@@ -193,17 +161,15 @@ impl Target for Airflow {
                 (url, body)
             }
         };
-        let mut request = Request::new(Method::POST, url);
-        request.body = Body::Json(body);
         Ok(Built {
-            request,
+            request: Request::post(url, Body::Json(body)),
             run_id: Some(run_id),
-            base_url: base.clone(),
         })
     }
 
-    fn interpret(&self, status: StatusCode, _headers: &HeaderMap, body: &str) -> Verdict {
-        match status.as_u16() {
+    fn interpret(&self, answer: &Answer) -> Verdict {
+        let body = answer.body.as_str();
+        match answer.status.as_u16() {
             200..=299 => Verdict::Delivered {
                 detail: "dag run created".to_owned(),
                 remote_id: None,
@@ -230,7 +196,7 @@ impl Target for Airflow {
                     problem(body)
                 ),
             },
-            _ => Verdict::from_status(status, body),
+            _ => Verdict::from_status(answer.status, body),
         }
     }
 }
@@ -238,7 +204,9 @@ impl Target for Airflow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Source;
+    use crate::event::{ObjectEvent, Source};
+    use crate::targets::{Endpoint, TargetConfig};
+    use reqwest::StatusCode;
 
     fn event() -> ObjectEvent {
         ObjectEvent {
@@ -256,18 +224,20 @@ mod tests {
         }
     }
 
-    fn airflow(yaml: &str) -> (Airflow, Templates) {
+    fn airflow(yaml: &str) -> (Endpoint, Templates) {
         let config: AirflowConfig = serde_saphyr::from_str(yaml).unwrap();
         let mut templates = Templates::new();
-        (
-            Airflow::new(&config, "routes[0]", &mut templates).unwrap(),
-            templates,
-        )
+        let endpoint = TargetConfig::Airflow(config)
+            .build("routes[0]", &mut templates)
+            .unwrap();
+        (endpoint, templates)
     }
 
-    fn build(target: &Airflow, templates: &Templates) -> Built {
-        let base = target.base_url().for_validation();
-        target.build(&event(), "r", templates, &base).unwrap()
+    fn build(target: &Endpoint, templates: &Templates) -> Built {
+        let event = event();
+        target
+            .check(&RenderContext::new(templates, &event, "r"))
+            .unwrap()
     }
 
     #[test]
@@ -325,26 +295,25 @@ mod tests {
         let (target, _) = airflow("base_url: http://af\ndag_id: d\n");
         let ok = |code| StatusCode::from_u16(code).unwrap();
         assert!(matches!(
-            target.interpret(ok(200), &HeaderMap::new(), "{}"),
+            target.target.interpret(&Answer::new(ok(200), "{}")),
             Verdict::Delivered { .. }
         ));
         assert!(matches!(
-            target.interpret(ok(409), &HeaderMap::new(), "{}"),
+            target.target.interpret(&Answer::new(ok(409), "{}")),
             Verdict::AlreadyDelivered
         ));
         assert!(matches!(
-            target.interpret(ok(503), &HeaderMap::new(), ""),
+            target.target.interpret(&Answer::new(ok(503), "")),
             Verdict::Retry { .. }
         ));
         assert!(matches!(
-            target.interpret(ok(401), &HeaderMap::new(), ""),
+            target.target.interpret(&Answer::new(ok(401), "")),
             Verdict::Unauthorized { .. }
         ));
-        let Verdict::Permanent { reason } = target.interpret(
+        let Verdict::Permanent { reason } = target.target.interpret(&Answer::new(
             ok(404),
-            &HeaderMap::new(),
             r#"{"detail": "DAG with dag_id: 'd' not found", "status": 404}"#,
-        ) else {
+        )) else {
             panic!("404 is permanent")
         };
         assert!(

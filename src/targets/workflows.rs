@@ -2,17 +2,14 @@
 //! argument as a JSON string, at most 32 KiB) and callbacks (a templated request to a callback
 //! URL that a running execution waits on).
 
-use reqwest::header::HeaderMap;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BaseUrl, BaseUrlConfig, Built, Target, TargetError, join, parse_base_url, problem};
-use crate::auth::{Auth, AuthConfig};
-use crate::delivery::Verdict;
-use crate::event::ObjectEvent;
-use crate::request::{Body, Request};
-use crate::template::{self, Templates, ValueTemplate};
+use super::{BaseUrlConfig, Built, Target, TargetError, problem};
+use crate::auth::AuthConfig;
+use crate::http::{Answer, Body, Request, Verdict, join};
+use crate::template::{RenderContext, Templates, ValueTemplate};
 
 /// The Workflows Executions API.
 pub const EXECUTIONS_ENDPOINT: &str = "https://workflowexecutions.googleapis.com";
@@ -56,19 +53,6 @@ fn default_method() -> String {
     "POST".to_owned()
 }
 
-fn check_auth(name: &str, auth: &AuthConfig) -> Result<(), TargetError> {
-    match auth {
-        AuthConfig::GoogleAccessToken(_) | AuthConfig::Bearer(_) => Ok(()),
-        other => Err(TargetError::Invalid {
-            field: format!("{name}.auth"),
-            reason: format!(
-                "Workflows takes a Google access token (google_access_token) or bearer, not {}",
-                other.name()
-            ),
-        }),
-    }
-}
-
 /// Google's error answers nest the message: `{"error": {"message": ..., "status": ...}}`.
 fn google_problem(body: &str) -> String {
     serde_json::from_str::<Value>(body)
@@ -83,23 +67,20 @@ fn google_problem(body: &str) -> String {
 
 /// A configured Workflows executions target.
 #[derive(Debug)]
-pub struct Workflows {
-    base: BaseUrl,
+pub(super) struct Workflows {
     project: String,
     location: String,
     workflow: String,
     argument: Option<ValueTemplate>,
-    auth: Auth,
 }
 
 impl Workflows {
     /// Compiles the configuration.
-    pub fn new(
+    pub(super) fn new(
         config: &WorkflowsConfig,
         name: &str,
         templates: &mut Templates,
     ) -> Result<Self, TargetError> {
-        check_auth(name, &config.auth)?;
         for (field, value) in [
             ("project", &config.project),
             ("location", &config.location),
@@ -112,9 +93,7 @@ impl Workflows {
                 });
             }
         }
-        let endpoint = config.endpoint.as_deref().unwrap_or(EXECUTIONS_ENDPOINT);
         Ok(Workflows {
-            base: BaseUrl::Fixed(parse_base_url(&format!("{name}.endpoint"), endpoint)?),
             project: config.project.clone(),
             location: config.location.clone(),
             workflow: config.workflow.clone(),
@@ -123,7 +102,6 @@ impl Workflows {
                 .as_ref()
                 .map(|argument| templates.add_value(&format!("{name}.argument"), argument))
                 .transpose()?,
-            auth: Auth::new(&config.auth),
         })
     }
 }
@@ -136,27 +114,8 @@ impl Target for Workflows {
         )
     }
 
-    fn auth(&self) -> &Auth {
-        &self.auth
-    }
-
-    fn base_url(&self) -> &BaseUrl {
-        &self.base
-    }
-
-    fn idempotent(&self) -> bool {
-        false
-    }
-
-    fn build(
-        &self,
-        event: &ObjectEvent,
-        route: &str,
-        templates: &Templates,
-        base: &Url,
-    ) -> Result<Built, TargetError> {
-        let context = template::context_value(&template::Context::new(event, route));
-        let argument = templates.render_or_event(self.argument.as_ref(), &context, event)?;
+    fn build(&self, render: &RenderContext<'_>, base: &Url) -> Result<Built, TargetError> {
+        let argument = render.value_or_event(self.argument.as_ref())?;
         let argument = argument.to_string();
         if argument.len() > MAX_ARGUMENT_BYTES {
             return Err(TargetError::Invalid {
@@ -181,16 +140,12 @@ impl Target for Workflows {
                 "executions",
             ],
         );
-        let mut request = Request::new(Method::POST, url);
-        request.body = Body::Json(serde_json::json!({ "argument": argument }));
-        Ok(Built {
-            request,
-            run_id: None,
-            base_url: base.clone(),
-        })
+        let body = Body::Json(serde_json::json!({ "argument": argument }));
+        Ok(Built::plain(Request::post(url, body)))
     }
 
-    fn interpret(&self, status: StatusCode, _headers: &HeaderMap, body: &str) -> Verdict {
+    fn interpret(&self, answer: &Answer) -> Verdict {
+        let (status, body) = (answer.status, answer.body.as_str());
         match status.as_u16() {
             200..=299 => {
                 let name = serde_json::from_str::<Value>(body)
@@ -221,82 +176,55 @@ impl Target for Workflows {
 
 /// A configured Workflows callback target.
 #[derive(Debug)]
-pub struct WorkflowsCallback {
-    url: BaseUrl,
+pub(super) struct WorkflowsCallback {
+    description: String,
     method: Method,
     body: Option<ValueTemplate>,
-    auth: Auth,
 }
 
 impl WorkflowsCallback {
-    /// Compiles the configuration.
-    pub fn new(
+    /// Compiles the configuration (the URL was checked with the shared facts).
+    pub(super) fn new(
         config: &WorkflowsCallbackConfig,
         name: &str,
         templates: &mut Templates,
     ) -> Result<Self, TargetError> {
-        check_auth(name, &config.auth)?;
-        let method =
-            Method::from_bytes(config.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                TargetError::Invalid {
-                    field: format!("{name}.method"),
-                    reason: format!("{:?} is not an HTTP method", config.method),
-                }
-            })?;
+        let description = match &config.url {
+            BaseUrlConfig::Url(url) => {
+                let path = Url::parse(url)
+                    .map(|url| url.path().to_owned())
+                    .unwrap_or_default();
+                format!("workflows callback {path}")
+            }
+            BaseUrlConfig::Secret { secret, .. } => {
+                format!("workflows callback (URL in secret {secret:?})")
+            }
+        };
         Ok(WorkflowsCallback {
-            url: BaseUrl::new(&format!("{name}.url"), &config.url)?,
-            method,
+            description,
+            method: super::method(name, &config.method)?,
             body: config
                 .body
                 .as_ref()
                 .map(|body| templates.add_value(&format!("{name}.body"), body))
                 .transpose()?,
-            auth: Auth::new(&config.auth),
         })
     }
 }
 
 impl Target for WorkflowsCallback {
     fn describe(&self) -> String {
-        match &self.url {
-            BaseUrl::Fixed(url) => format!("workflows callback {}", url.path()),
-            BaseUrl::Secret { secret, .. } => {
-                format!("workflows callback (URL in secret {secret:?})")
-            }
-        }
+        self.description.clone()
     }
 
-    fn auth(&self) -> &Auth {
-        &self.auth
+    fn build(&self, render: &RenderContext<'_>, url: &Url) -> Result<Built, TargetError> {
+        let mut request = Request::new(self.method.clone(), url.clone());
+        request.body = Body::Json(render.value_or_event(self.body.as_ref())?);
+        Ok(Built::plain(request))
     }
 
-    fn base_url(&self) -> &BaseUrl {
-        &self.url
-    }
-
-    fn idempotent(&self) -> bool {
-        false
-    }
-
-    fn build(
-        &self,
-        event: &ObjectEvent,
-        route: &str,
-        templates: &Templates,
-        base: &Url,
-    ) -> Result<Built, TargetError> {
-        let context = template::context_value(&template::Context::new(event, route));
-        let body = templates.render_or_event(self.body.as_ref(), &context, event)?;
-        let mut request = Request::new(self.method.clone(), base.clone());
-        request.body = Body::Json(body);
-        Ok(Built {
-            request,
-            run_id: None,
-            base_url: base.clone(),
-        })
-    }
-
-    fn interpret(&self, status: StatusCode, _headers: &HeaderMap, body: &str) -> Verdict {
+    fn interpret(&self, answer: &Answer) -> Verdict {
+        let (status, body) = (answer.status, answer.body.as_str());
         match status.as_u16() {
             200..=299 => Verdict::Delivered {
                 detail: "callback delivered".to_owned(),
@@ -324,7 +252,9 @@ impl Target for WorkflowsCallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Source;
+    use crate::event::{ObjectEvent, Source};
+    use crate::targets::{Endpoint, TargetConfig};
+    use reqwest::StatusCode;
 
     fn event(key: &str) -> ObjectEvent {
         ObjectEvent {
@@ -342,13 +272,13 @@ mod tests {
         }
     }
 
-    fn workflows(yaml: &str) -> (Workflows, Templates) {
+    fn workflows(yaml: &str) -> (Endpoint, Templates) {
         let config: WorkflowsConfig = serde_saphyr::from_str(yaml).unwrap();
         let mut templates = Templates::new();
-        (
-            Workflows::new(&config, "t", &mut templates).unwrap(),
-            templates,
-        )
+        let endpoint = TargetConfig::Workflows(config)
+            .build("t", &mut templates)
+            .unwrap();
+        (endpoint, templates)
     }
 
     const CONFIG: &str = "project: my-proj\nlocation: europe-west1\nworkflow: ingest\nargument: { uri: 's3://{{ bucket }}/{{ key }}' }\nauth: { google_access_token: { secret: sa } }\n";
@@ -356,9 +286,9 @@ mod tests {
     #[test]
     fn execution_request_carries_the_argument_as_a_json_string() {
         let (target, templates) = workflows(CONFIG);
-        let base = target.base_url().for_validation();
+        let event = event("a b.csv");
         let built = target
-            .build(&event("a b.csv"), "r", &templates, &base)
+            .check(&RenderContext::new(&templates, &event, "r"))
             .unwrap();
         assert_eq!(
             built.request.url.as_str(),
@@ -377,9 +307,9 @@ mod tests {
     fn arguments_over_32_kib_are_refused_before_sending() {
         let (target, templates) =
             workflows(&CONFIG.replace("argument: { uri: 's3://{{ bucket }}/{{ key }}' }\n", ""));
-        let base = target.base_url().for_validation();
+        let event = event(&"k".repeat(40_000));
         let err = target
-            .build(&event(&"k".repeat(40_000)), "r", &templates, &base)
+            .check(&RenderContext::new(&templates, &event, "r"))
             .unwrap_err()
             .to_string();
         assert!(
@@ -394,17 +324,18 @@ mod tests {
             "url: https://workflowexecutions.googleapis.com/v1/projects/p/locations/l/workflows/w/executions/e/callbacks/c\nauth: { google_access_token: { secret: sa } }\n",
         )
         .unwrap();
-        let target = WorkflowsCallback::new(&config, "t", &mut Templates::new()).unwrap();
-        let none = HeaderMap::new();
+        let target = TargetConfig::WorkflowsCallback(config)
+            .build("t", &mut Templates::new())
+            .unwrap()
+            .target;
         assert!(matches!(
-            target.interpret(StatusCode::OK, &none, "{}"),
+            target.interpret(&Answer::new(StatusCode::OK, "{}")),
             Verdict::Delivered { .. }
         ));
-        let Verdict::Permanent { reason } = target.interpret(
+        let Verdict::Permanent { reason } = target.interpret(&Answer::new(
             StatusCode::NOT_FOUND,
-            &none,
             r#"{"error": {"code": 404, "message": "callback not found", "status": "NOT_FOUND"}}"#,
-        ) else {
+        )) else {
             panic!("404 is permanent")
         };
         assert!(
@@ -412,7 +343,7 @@ mod tests {
             "{reason}"
         );
         assert!(matches!(
-            target.interpret(StatusCode::TOO_MANY_REQUESTS, &none, ""),
+            target.interpret(&Answer::new(StatusCode::TOO_MANY_REQUESTS, "")),
             Verdict::Retry { .. }
         ));
     }
@@ -424,7 +355,8 @@ mod tests {
             "basic: { secret: sa }",
         ))
         .unwrap();
-        let err = Workflows::new(&config, "t", &mut Templates::new())
+        let err = TargetConfig::Workflows(config)
+            .build("t", &mut Templates::new())
             .unwrap_err()
             .to_string();
         assert!(err.contains("google_access_token"), "{err}");

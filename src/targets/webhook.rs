@@ -3,17 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use reqwest::header::HeaderMap;
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BaseUrl, Built, Target, TargetError, excerpt, parse_base_url};
-use crate::auth::{Auth, AuthConfig};
-use crate::delivery::Verdict;
-use crate::event::ObjectEvent;
-use crate::request::{Body, HeaderValue, Request};
-use crate::template::{self, StringTemplate, Templates, ValueTemplate};
+use super::{Built, Target, TargetError};
+use crate::auth::AuthConfig;
+use crate::http::{Answer, Body, HeaderValue, Request, Verdict, excerpt};
+use crate::template::{RenderContext, StringTemplate, Templates, ValueTemplate};
 
 /// `target: { webhook: {...} }`.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,31 +43,28 @@ fn no_auth() -> AuthConfig {
 
 /// A configured webhook.
 #[derive(Debug)]
-pub struct Webhook {
+pub(super) struct Webhook {
     url: Url,
-    base: BaseUrl,
     method: Method,
     headers: Vec<(String, StringTemplate)>,
     body: Option<ValueTemplate>,
     success_status: Option<Vec<u16>>,
-    auth: Auth,
 }
 
 impl Webhook {
-    /// Compiles the configuration; `name` prefixes template names in errors.
-    pub fn new(
+    /// Compiles the configuration (the URL was checked with the shared facts); `name`
+    /// prefixes template names in errors.
+    pub(super) fn new(
         config: &WebhookConfig,
         name: &str,
         templates: &mut Templates,
     ) -> Result<Self, TargetError> {
-        let url = parse_webhook_url(&format!("{name}.url"), &config.url)?;
-        let method =
-            Method::from_bytes(config.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
-                TargetError::Invalid {
-                    field: format!("{name}.method"),
-                    reason: format!("{:?} is not an HTTP method", config.method),
-                }
-            })?;
+        let url = Url::parse(&config.url).map_err(|e| TargetError::Url {
+            field: format!("{name}.url"),
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let method = super::method(name, &config.method)?;
         let headers = config
             .headers
             .iter()
@@ -99,27 +93,15 @@ impl Webhook {
             .as_ref()
             .map(|body| templates.add_value(&format!("{name}.body"), body))
             .transpose()?;
-        match &config.auth {
-            AuthConfig::Oauth2(oauth2) if oauth2.token_url.is_none() => {
-                return Err(TargetError::Invalid {
-                    field: format!("{name}.auth.oauth2.token_url"),
-                    reason: "a webhook needs the token endpoint's URL".to_owned(),
-                });
-            }
-            AuthConfig::Oauth1(_) | AuthConfig::AirflowToken(_) => {
-                return Err(TargetError::Invalid {
-                    field: format!("{name}.auth"),
-                    reason: format!(
-                        "{} is not available for webhooks (use none, basic, bearer or oauth2)",
-                        config.auth.name()
-                    ),
-                });
-            }
-            _ => {}
+        if let AuthConfig::Oauth2(oauth2) = &config.auth
+            && oauth2.token_url.is_none()
+        {
+            return Err(TargetError::Invalid {
+                field: format!("{name}.auth.oauth2.token_url"),
+                reason: "a webhook needs the token endpoint's URL".to_owned(),
+            });
         }
         Ok(Webhook {
-            auth: Auth::new(&config.auth),
-            base: BaseUrl::Fixed(url.clone()),
             url,
             method,
             headers,
@@ -127,17 +109,6 @@ impl Webhook {
             success_status: config.success_status.clone(),
         })
     }
-}
-
-/// A webhook URL may carry a query (many chat webhooks do) but no credentials.
-fn parse_webhook_url(field: &str, raw: &str) -> Result<Url, TargetError> {
-    let without_query = raw.split(['?', '#']).next().unwrap_or(raw);
-    parse_base_url(field, without_query)?;
-    Url::parse(raw).map_err(|e| TargetError::Url {
-        field: field.to_owned(),
-        url: raw.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 impl Target for Webhook {
@@ -151,41 +122,18 @@ impl Target for Webhook {
         )
     }
 
-    fn auth(&self) -> &Auth {
-        &self.auth
-    }
-
-    fn base_url(&self) -> &BaseUrl {
-        &self.base
-    }
-
-    fn idempotent(&self) -> bool {
-        false
-    }
-
-    fn build(
-        &self,
-        event: &ObjectEvent,
-        route: &str,
-        templates: &Templates,
-        _base: &Url,
-    ) -> Result<Built, TargetError> {
-        let context = template::context_value(&template::Context::new(event, route));
-        let body = templates.render_or_event(self.body.as_ref(), &context, event)?;
-        let mut request = Request::new(self.method.clone(), self.url.clone());
+    fn build(&self, render: &RenderContext<'_>, url: &Url) -> Result<Built, TargetError> {
+        let body = render.value_or_event(self.body.as_ref())?;
+        let mut request = Request::new(self.method.clone(), url.clone());
         for (name, value) in &self.headers {
-            let value = templates.render_string(value, &context)?;
-            request.set_header(name, HeaderValue::Plain(value));
+            request.set_header(name, HeaderValue::Plain(render.string(value)?));
         }
         request.body = Body::Json(body);
-        Ok(Built {
-            request,
-            run_id: None,
-            base_url: self.url.clone(),
-        })
+        Ok(Built::plain(request))
     }
 
-    fn interpret(&self, status: StatusCode, _headers: &HeaderMap, body: &str) -> Verdict {
+    fn interpret(&self, answer: &Answer) -> Verdict {
+        let status = answer.status;
         match &self.success_status {
             Some(codes) if codes.contains(&status.as_u16()) => Verdict::Delivered {
                 detail: format!("HTTP {}", status.as_u16()),
@@ -195,10 +143,10 @@ impl Target for Webhook {
                 reason: format!(
                     "HTTP {} is not in success_status: {}",
                     status.as_u16(),
-                    excerpt(body, 300)
+                    excerpt(&answer.body, 300)
                 ),
             },
-            _ => Verdict::from_status(status, body),
+            _ => Verdict::from_status(status, &answer.body),
         }
     }
 }
@@ -206,12 +154,16 @@ impl Target for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Source;
+    use crate::event::{ObjectEvent, Source};
+    use crate::targets::{Endpoint, TargetConfig};
+    use reqwest::StatusCode;
 
-    fn webhook(yaml: &str) -> Result<(Webhook, Templates), TargetError> {
+    fn webhook(yaml: &str) -> Result<(Endpoint, Templates), TargetError> {
         let config: WebhookConfig = serde_saphyr::from_str(yaml).unwrap();
         let mut templates = Templates::new();
-        Webhook::new(&config, "routes[0].targets[0]", &mut templates).map(|w| (w, templates))
+        TargetConfig::Webhook(config)
+            .build("routes[0].targets[0]", &mut templates)
+            .map(|w| (w, templates))
     }
 
     #[test]
@@ -234,7 +186,7 @@ mod tests {
             record_id: None,
         };
         let built = hook
-            .build(&event, "r", &templates, &hook.url.clone())
+            .check(&RenderContext::new(&templates, &event, "r"))
             .unwrap();
         assert_eq!(
             built.request.url.as_str(),
@@ -252,16 +204,17 @@ mod tests {
     #[test]
     fn success_status_overrides_2xx() {
         let (hook, _) = webhook("url: http://h/x\nsuccess_status: [202]\n").unwrap();
+        let interpret = |status| hook.target.interpret(&Answer::new(status, ""));
         assert!(matches!(
-            hook.interpret(StatusCode::ACCEPTED, &HeaderMap::new(), ""),
+            interpret(StatusCode::ACCEPTED),
             Verdict::Delivered { .. }
         ));
         assert!(matches!(
-            hook.interpret(StatusCode::OK, &HeaderMap::new(), ""),
+            interpret(StatusCode::OK),
             Verdict::Permanent { .. }
         ));
         assert!(matches!(
-            hook.interpret(StatusCode::BAD_GATEWAY, &HeaderMap::new(), ""),
+            interpret(StatusCode::BAD_GATEWAY),
             Verdict::Retry { .. }
         ));
     }

@@ -1,0 +1,318 @@
+//! HTTP: the [`Transport`] a request leaves by. [`Network`] sends it over one shared `reqwest`
+//! client (one connection pool, one TLS configuration); [`DryRun`] prints it instead. The
+//! choice is made once, at the top (the CLI's `--dry-run`, `BUCKET_TRIGGER_DRY_RUN`), and no
+//! room below asks which one it has, except token signers, which show where a token would
+//! come from rather than fetch one ([`Transport::reaches_network`]).
+
+use std::error::Error as _;
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use super::{Answer, Body, HeaderValue, Printable, Request, TlsRoots};
+
+/// How a request left.
+#[derive(Debug)]
+pub enum Sent {
+    /// The server answered.
+    Answered(Answer),
+    /// No answer: see the error for whether anything was sent.
+    Failed(TransportError),
+    /// Not sent: printed (dry run), secrets redacted.
+    Printed(Printable),
+}
+
+/// A way for requests to leave the process.
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// Sends `request`, giving up after `timeout`.
+    fn send<'a>(&'a self, request: &'a Request, timeout: Duration) -> BoxFuture<'a, Sent>;
+
+    /// Whether requests reach a server. Token signers fetch tokens only when they do.
+    fn reaches_network(&self) -> bool;
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone)]
+pub struct TransportError {
+    kind: ErrorKind,
+    detail: String,
+    /// The status, when the failure came while reading the body of an answer.
+    pub status: Option<u16>,
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, self.detail.is_empty()) {
+            (ErrorKind::InvalidRequest, _) => f.write_str(&self.detail),
+            (kind, true) => write!(f, "{kind}"),
+            (kind, false) => write!(f, "{kind}: {}", self.detail),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ErrorKind {
+    Connect,
+    Timeout,
+    Other,
+    InvalidRequest,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Connect => "could not connect",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::Other => "request failed",
+            ErrorKind::InvalidRequest => "invalid request",
+        })
+    }
+}
+
+impl TransportError {
+    /// Nothing reached the server: the connection was never made.
+    pub fn is_connect(&self) -> bool {
+        self.kind == ErrorKind::Connect
+    }
+
+    /// The request itself cannot be put on the wire (e.g. a header value with a newline).
+    pub fn is_invalid_request(&self) -> bool {
+        self.kind == ErrorKind::InvalidRequest
+    }
+
+    /// A `reqwest` error with its causes (`connection refused`), never the URL's query.
+    fn from_reqwest(error: &reqwest::Error, status: Option<u16>) -> Self {
+        let kind = if error.is_timeout() {
+            ErrorKind::Timeout
+        } else if error.is_connect() {
+            ErrorKind::Connect
+        } else {
+            ErrorKind::Other
+        };
+        let mut causes: Vec<String> = Vec::new();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !causes.contains(&text) {
+                causes.push(text);
+            }
+            source = cause.source();
+        }
+        TransportError {
+            kind,
+            detail: causes.join(": "),
+            status,
+        }
+    }
+
+    fn invalid(detail: String) -> Self {
+        TransportError {
+            kind: ErrorKind::InvalidRequest,
+            detail,
+            status: None,
+        }
+    }
+}
+
+/// Client settings for [`Network`].
+#[derive(Debug, Clone)]
+pub struct NetworkSettings {
+    /// Time limit to connect.
+    pub connect_timeout: Duration,
+    /// Default time limit of a request (each send passes its own).
+    pub request_timeout: Duration,
+    /// HTTPS trust anchors.
+    pub tls_roots: TlsRoots,
+}
+
+/// Sends over one `reqwest` client: rustls, a keep-alive pool shared by every request.
+#[derive(Debug, Clone)]
+pub struct Network {
+    client: reqwest::Client,
+}
+
+impl Network {
+    /// Builds the client.
+    pub fn new(settings: &NetworkSettings) -> Result<Network, reqwest::Error> {
+        let bundled = match settings.tls_roots {
+            TlsRoots::Bundled => bundled_roots_tls()
+                .inspect_err(|error| tracing::warn!(%error, "bundled TLS roots unusable; using the system store"))
+                .ok(),
+            TlsRoots::System => None,
+        };
+        let builder = match bundled {
+            // Mozilla's roots, compiled in: no certificate files read or parsed at cold start
+            // (the system store costs several milliseconds to scan and parse).
+            Some(tls) => reqwest::Client::builder().tls_backend_preconfigured(tls),
+            None => reqwest::Client::builder(),
+        };
+        let client = builder
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("bucket-trigger/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Network { client })
+    }
+
+    async fn exchange(&self, request: &Request, timeout: Duration) -> Sent {
+        let mut builder = self
+            .client
+            .request(request.method.clone(), request.url.clone())
+            .timeout(timeout);
+        for (name, value) in &request.headers {
+            let value = match value {
+                HeaderValue::Plain(text) => reqwest::header::HeaderValue::from_str(text),
+                HeaderValue::Secret { value, .. } => {
+                    reqwest::header::HeaderValue::from_str(value.expose()).map(|mut value| {
+                        value.set_sensitive(true);
+                        value
+                    })
+                }
+            };
+            match value {
+                Ok(value) => builder = builder.header(name.as_str(), value),
+                Err(_) => {
+                    return Sent::Failed(TransportError::invalid(format!(
+                        "header {name} has a value that cannot be sent in HTTP"
+                    )));
+                }
+            }
+        }
+        builder = match &request.body {
+            Body::Empty => builder,
+            Body::Json(body) => builder.json(body),
+            Body::Secret { content_type, text } => builder
+                .header(reqwest::header::CONTENT_TYPE, *content_type)
+                .body(text.expose().to_owned()),
+        };
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(error) => return Sent::Failed(TransportError::from_reqwest(&error, None)),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = match response.text().await {
+            Ok(body) => body,
+            Err(error) if status.is_success() => {
+                // The server acted; only its answer was lost.
+                let error = TransportError::from_reqwest(&error, Some(status.as_u16()));
+                tracing::warn!(%error, "could not read the answer body");
+                String::new()
+            }
+            Err(error) => {
+                return Sent::Failed(TransportError::from_reqwest(&error, Some(status.as_u16())));
+            }
+        };
+        Sent::Answered(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Transport for Network {
+    fn send<'a>(&'a self, request: &'a Request, timeout: Duration) -> BoxFuture<'a, Sent> {
+        Box::pin(self.exchange(request, timeout))
+    }
+
+    fn reaches_network(&self) -> bool {
+        true
+    }
+}
+
+/// Prints instead of sending: every request comes back as its redacted [`Printable`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DryRun;
+
+impl Transport for DryRun {
+    fn send<'a>(&'a self, request: &'a Request, _timeout: Duration) -> BoxFuture<'a, Sent> {
+        Box::pin(std::future::ready(Sent::Printed(request.printable())))
+    }
+
+    fn reaches_network(&self) -> bool {
+        false
+    }
+}
+
+/// A rustls client configuration trusting the compiled-in Mozilla roots, with the aws-lc-rs
+/// provider (the one the AWS SDK and jsonwebtoken use too).
+fn bundled_roots_tls() -> Result<rustls::ClientConfig, rustls::Error> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::{Method, Url};
+
+    fn settings() -> NetworkSettings {
+        NetworkSettings {
+            connect_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(1),
+            tls_roots: TlsRoots::Bundled,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error_naming_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}/x?token=abc")).unwrap();
+        let network = Network::new(&settings()).unwrap();
+        let Sent::Failed(error) = network
+            .send(&Request::new(Method::POST, url), Duration::from_secs(1))
+            .await
+        else {
+            panic!("nothing listens there")
+        };
+        assert!(error.is_connect());
+        let text = error.to_string();
+        assert!(text.starts_with("could not connect: "), "{text}");
+        assert!(!text.contains("token=abc"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_header_that_cannot_be_sent_is_an_invalid_request() {
+        let mut request = Request::new(Method::GET, Url::parse("http://127.0.0.1:9/").unwrap());
+        request.set_header("x-key", HeaderValue::Plain("a\nb".into()));
+        let Sent::Failed(error) = Network::new(&settings())
+            .unwrap()
+            .send(&request, Duration::from_secs(1))
+            .await
+        else {
+            panic!("not sendable")
+        };
+        assert!(error.is_invalid_request(), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "header x-key has a value that cannot be sent in HTTP"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_dry_run_prints_and_reaches_nothing() {
+        let request = Request::new(Method::GET, Url::parse("http://127.0.0.1:9/").unwrap());
+        assert!(!DryRun.reaches_network());
+        let Sent::Printed(printable) = DryRun.send(&request, Duration::ZERO).await else {
+            panic!("printed")
+        };
+        assert_eq!(printable.url, "http://127.0.0.1:9/");
+    }
+}

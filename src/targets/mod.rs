@@ -1,0 +1,380 @@
+//! Targets: the orchestrators we start runs on. Each file holds one [`Target`], which owns only
+//! what differs: `build` (one event's rendered request, as plain data) and `interpret` (the
+//! orchestrator's answer). What every target shares (its signer, base URL, whether repeating a
+//! request is safe, and which auth schemes it accepts) is declared as data in [`Facts`] and
+//! lives in one [`Endpoint`]. This is the only room that matches on the kind of target.
+
+mod airflow;
+mod alteryx;
+mod base_url;
+pub mod run_id;
+mod webhook;
+mod workflows;
+
+use std::fmt;
+
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::auth::{Auth, AuthConfig, AuthKind};
+use crate::http::{Answer, Request, Verdict, excerpt};
+use crate::secrets::SecretCache;
+use crate::template::{RenderContext, TemplateError, Templates};
+
+pub use airflow::{AirflowApi, AirflowConfig};
+pub use alteryx::{AlteryxApi, AlteryxConfig, Question};
+pub use base_url::{BaseUrl, BaseUrlConfig, BaseUrlError, PLACEHOLDER_BASE};
+pub use webhook::WebhookConfig;
+pub use workflows::{
+    EXECUTIONS_ENDPOINT, MAX_ARGUMENT_BYTES, WorkflowsCallbackConfig, WorkflowsConfig,
+};
+
+/// `target:` in a route: exactly one key naming the kind.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TargetConfig {
+    /// Airflow DAG run (REST API v1, v2, or the legacy experimental API).
+    Airflow(AirflowConfig),
+    /// Alteryx Server job (Gallery API v1 with OAuth 1.0a or OAuth 2, API v3 with OAuth 2).
+    Alteryx(AlteryxConfig),
+    /// A templated JSON POST to any URL.
+    Webhook(WebhookConfig),
+    /// A new Google Workflows execution.
+    Workflows(WorkflowsConfig),
+    /// A Google Workflows callback.
+    WorkflowsCallback(WorkflowsCallbackConfig),
+}
+
+/// What every target has, declared per kind.
+struct Facts<'a> {
+    /// The orchestrator, as error messages name it.
+    kind: &'static str,
+    /// The auth schemes it accepts, and how to say so when another is configured.
+    accepts: &'static [AuthKind],
+    accepts_text: &'static str,
+    /// Its `auth:`.
+    auth: &'a AuthConfig,
+    /// Where its URL comes from, and the field that says so.
+    base: Base<'a>,
+    /// Whether repeating a request that may have arrived is safe: the target deduplicates
+    /// (Airflow's run id), or the user opted in.
+    idempotent: bool,
+}
+
+/// How a kind's URL is written.
+enum Base<'a> {
+    /// `base_url:` or `url:`, a URL or `{ secret, field }`.
+    Config(&'static str, &'a BaseUrlConfig),
+    /// A URL that may carry a query.
+    WithQuery(&'static str, &'a str),
+    /// An optional URL with a default.
+    Default(&'static str, Option<&'a str>, &'static str),
+}
+
+impl TargetConfig {
+    /// The shared facts of this target, in one table.
+    fn facts(&self) -> Facts<'_> {
+        use AuthKind as A;
+        match self {
+            TargetConfig::Airflow(config) => Facts {
+                kind: "Airflow",
+                accepts: AuthKind::ALL,
+                accepts_text: "any scheme",
+                auth: &config.auth,
+                base: Base::Config("base_url", &config.base_url),
+                idempotent: true,
+            },
+            TargetConfig::Alteryx(config) => Facts {
+                kind: "Alteryx",
+                accepts: &[A::Oauth1, A::Oauth2, A::Bearer],
+                accepts_text: "oauth1 (API v1), oauth2 or bearer",
+                auth: &config.auth,
+                base: Base::Config("base_url", &config.base_url),
+                idempotent: config.retry_on_timeout,
+            },
+            TargetConfig::Webhook(config) => Facts {
+                kind: "a webhook",
+                accepts: &[A::None, A::Basic, A::Bearer, A::Oauth2],
+                accepts_text: "none, basic, bearer or oauth2",
+                auth: &config.auth,
+                base: Base::WithQuery("url", &config.url),
+                idempotent: false,
+            },
+            TargetConfig::Workflows(config) => Facts {
+                kind: "Workflows",
+                accepts: &[A::GoogleAccessToken, A::Bearer],
+                accepts_text: "a Google access token (google_access_token) or bearer",
+                auth: &config.auth,
+                base: Base::Default(
+                    "endpoint",
+                    config.endpoint.as_deref(),
+                    workflows::EXECUTIONS_ENDPOINT,
+                ),
+                idempotent: false,
+            },
+            TargetConfig::WorkflowsCallback(config) => Facts {
+                kind: "Workflows",
+                accepts: &[A::GoogleAccessToken, A::Bearer],
+                accepts_text: "a Google access token (google_access_token) or bearer",
+                auth: &config.auth,
+                base: Base::Config("url", &config.url),
+                idempotent: false,
+            },
+        }
+    }
+
+    /// Compiles the target's templates into `templates`; `name` prefixes fields in errors.
+    pub fn build(&self, name: &str, templates: &mut Templates) -> Result<Endpoint, TargetError> {
+        let facts = self.facts();
+        let auth = facts.auth.kind();
+        if !facts.accepts.contains(&auth) {
+            return Err(TargetError::Invalid {
+                field: format!("{name}.auth"),
+                reason: format!(
+                    "{} takes {}, not {}",
+                    facts.kind,
+                    facts.accepts_text,
+                    auth.name()
+                ),
+            });
+        }
+        let base_url = match facts.base {
+            Base::Config(field, config) => BaseUrl::new(&format!("{name}.{field}"), config)?,
+            Base::WithQuery(field, url) => BaseUrl::with_query(&format!("{name}.{field}"), url)?,
+            Base::Default(field, url, default) => BaseUrl::Fixed(base_url::parse_base_url(
+                &format!("{name}.{field}"),
+                url.unwrap_or(default),
+            )?),
+        };
+        let target: Box<dyn Target> = match self {
+            TargetConfig::Airflow(config) => {
+                Box::new(airflow::Airflow::new(config, name, templates)?)
+            }
+            TargetConfig::Alteryx(config) => {
+                Box::new(alteryx::Alteryx::new(config, name, templates)?)
+            }
+            TargetConfig::Webhook(config) => {
+                Box::new(webhook::Webhook::new(config, name, templates)?)
+            }
+            TargetConfig::Workflows(config) => {
+                Box::new(workflows::Workflows::new(config, name, templates)?)
+            }
+            TargetConfig::WorkflowsCallback(config) => {
+                Box::new(workflows::WorkflowsCallback::new(config, name, templates)?)
+            }
+        };
+        Ok(Endpoint {
+            description: target.describe(),
+            auth: Auth::new(facts.auth),
+            base_url,
+            idempotent: facts.idempotent,
+            target,
+        })
+    }
+
+    /// The secret ids this target reads: its auth's, and a base URL kept in a secret.
+    pub fn secret_ids(&self) -> Vec<&str> {
+        let facts = self.facts();
+        let mut ids = facts.auth.secret_ids();
+        if let Base::Config(_, BaseUrlConfig::Secret { secret, .. }) = facts.base {
+            ids.push(secret);
+        }
+        ids
+    }
+}
+
+/// One configured target: the orchestrator-specific part and what every target shares.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// What differs: building requests and reading answers.
+    pub target: Box<dyn Target>,
+    /// Signs this target's requests (and keeps its token, if it has one).
+    pub auth: Auth,
+    /// Where the URL comes from.
+    pub base_url: BaseUrl,
+    /// Whether repeating a request that may have arrived is safe.
+    pub idempotent: bool,
+    /// For logs and reports, e.g. `airflow v2 dag load_sales`.
+    pub description: String,
+}
+
+impl Endpoint {
+    /// The API root requests are built on and token endpoints hang from, reading the base URL
+    /// from its secret if it lives in one.
+    pub async fn root(&self, secrets: &SecretCache) -> Result<Url, BaseUrlError> {
+        let base = self.base_url.resolve(secrets).await?;
+        Ok(self.target.api_root(&base))
+    }
+
+    /// Builds the request for `render` without secrets, on the load-time stand-in URL: at
+    /// cold start this renders every template once, so undefined names and filter mistakes
+    /// fail there and not on the first real object.
+    pub fn check(&self, render: &RenderContext<'_>) -> Result<Built, TargetError> {
+        let root = self.target.api_root(&self.base_url.for_validation());
+        self.target.build(render, &root)
+    }
+}
+
+/// A request ready for signing, with the idempotency key it carries (if the target has one).
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The unsigned request.
+    pub request: Request,
+    /// The run id sent (Airflow `dag_run_id`), which makes redelivery safe.
+    pub run_id: Option<String>,
+}
+
+impl Built {
+    /// A request with no idempotency key.
+    fn plain(request: Request) -> Self {
+        Built {
+            request,
+            run_id: None,
+        }
+    }
+}
+
+/// An orchestrator we can start runs on: only what differs between orchestrators.
+pub trait Target: Send + Sync + fmt::Debug {
+    /// Short description for logs and reports, e.g. `airflow v2 dag load_sales`.
+    fn describe(&self) -> String;
+
+    /// The root its requests hang from, given the configured base URL (Alteryx adds `/api/`
+    /// or `/webapi/`); token endpoints default to paths under it. Default: the base itself.
+    fn api_root(&self, base: &Url) -> Url {
+        base.clone()
+    }
+
+    /// Builds the request for one event on one route, on the resolved root. Pure.
+    fn build(&self, render: &RenderContext<'_>, root: &Url) -> Result<Built, TargetError>;
+
+    /// Reads the orchestrator's answer.
+    fn interpret(&self, answer: &Answer) -> Verdict;
+}
+
+/// Why a target could not be configured or a request built. Never retryable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TargetError {
+    /// A template failed.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// A configured URL is unusable.
+    #[error("{field}: invalid URL {url:?}: {reason}")]
+    Url {
+        /// The field.
+        field: String,
+        /// The value.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Some other field is invalid.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Compiles an optional string template named `{name}.{field}`.
+fn optional_template(
+    templates: &mut Templates,
+    name: &str,
+    field: &str,
+    source: Option<&str>,
+) -> Result<Option<crate::template::StringTemplate>, TemplateError> {
+    source
+        .map(|source| templates.add_string(&format!("{name}.{field}"), source))
+        .transpose()
+}
+
+/// Parses a configured HTTP method.
+fn method(name: &str, raw: &str) -> Result<reqwest::Method, TargetError> {
+    reqwest::Method::from_bytes(raw.to_ascii_uppercase().as_bytes()).map_err(|_| {
+        TargetError::Invalid {
+            field: format!("{name}.method"),
+            reason: format!("{raw:?} is not an HTTP method"),
+        }
+    })
+}
+
+/// The `detail`, `message`, `title` or `error` of a JSON error answer, else a body excerpt.
+pub(crate) fn problem(body: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(body).ok();
+    let detail = parsed.as_ref().and_then(|v| {
+        ["detail", "message", "title", "error"]
+            .iter()
+            .find_map(|name| v.get(*name))
+            .map(|detail| match detail {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            })
+    });
+    excerpt(&detail.unwrap_or_else(|| body.to_owned()), 300)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> TargetConfig {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn accepted_auth_schemes_are_data() {
+        let table = [
+            (
+                "airflow: { base_url: 'http://af', dag_id: d, auth: { oauth1: { secret: s } } }",
+                None,
+            ),
+            (
+                "webhook: { url: 'http://h', auth: { airflow_token: { secret: s } } }",
+                Some("a webhook takes none, basic, bearer or oauth2, not airflow_token"),
+            ),
+            (
+                "workflows: { project: p, location: l, workflow: w, auth: { basic: { secret: s } } }",
+                Some(
+                    "Workflows takes a Google access token (google_access_token) or bearer, not basic",
+                ),
+            ),
+            (
+                "alteryx: { api: v3, base_url: 'http://a', workflow_id: w, auth: none }",
+                Some("Alteryx takes oauth1 (API v1), oauth2 or bearer, not none"),
+            ),
+        ];
+        for (yaml, want) in table {
+            let got = config(yaml).build("t", &mut Templates::new());
+            match want {
+                None => assert!(got.is_ok(), "{yaml}: {:?}", got.err()),
+                Some(want) => assert_eq!(got.unwrap_err().to_string(), format!("t.auth: {want}")),
+            }
+        }
+    }
+
+    #[test]
+    fn shared_facts_reach_the_endpoint() {
+        let airflow = config("airflow: { base_url: 'http://af', dag_id: d }")
+            .build("t", &mut Templates::new())
+            .unwrap();
+        assert!(airflow.idempotent, "Airflow deduplicates by run id");
+        assert_eq!(airflow.description, "airflow v2 dag d");
+        let alteryx = "alteryx: { api: v1, base_url: { secret: a, field: URL }, workflow_id: w, auth: { oauth1: { secret: k } } }";
+        let endpoint = config(alteryx).build("t", &mut Templates::new()).unwrap();
+        assert!(
+            !endpoint.idempotent,
+            "no idempotency key unless retry_on_timeout"
+        );
+        assert_eq!(config(alteryx).secret_ids(), vec!["k", "a"]);
+        let opted_in = alteryx.replace("workflow_id: w", "workflow_id: w, retry_on_timeout: true");
+        assert!(
+            config(&opted_in)
+                .build("t", &mut Templates::new())
+                .unwrap()
+                .idempotent
+        );
+    }
+}
