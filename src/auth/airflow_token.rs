@@ -3,35 +3,21 @@
 
 use futures_util::future::BoxFuture;
 use reqwest::Url;
-use serde::Deserialize;
 
+use super::basic::PasswordConfig;
 use super::token::{self, Token, TokenSource};
 use super::{AuthError, SignContext};
 use crate::http::{Body, Request, join};
 use crate::secrets::SecretString;
 
-/// `auth: { airflow_token: { secret, username_field, password_field } }`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AirflowTokenConfig {
-    /// Secret id (name or ARN).
-    pub secret: String,
-    /// Field holding the user name (default `username`).
-    #[serde(default = "super::default_username_field")]
-    pub username_field: String,
-    /// Field holding the password (default `password`).
-    #[serde(default = "super::default_password_field")]
-    pub password_field: String,
-}
-
 /// Airflow 3 token exchange.
 #[derive(Debug)]
 pub(super) struct AirflowToken {
-    config: AirflowTokenConfig,
+    config: PasswordConfig,
 }
 
 impl AirflowToken {
-    pub(super) fn new(config: AirflowTokenConfig) -> Self {
+    pub(super) fn new(config: PasswordConfig) -> Self {
         AirflowToken { config }
     }
 
@@ -40,9 +26,7 @@ impl AirflowToken {
         &self,
         cx: &SignContext<'_>,
     ) -> Result<(SecretString, SecretString, Url), AuthError> {
-        let secret = cx.secrets.get(&self.config.secret).await?;
-        let username = secret.field(Some(&self.config.username_field))?;
-        let password = secret.field(Some(&self.config.password_field))?;
+        let [username, password] = self.config.read(cx.secrets).await?;
         Ok((username, password, join(cx.root, &["auth", "token"])))
     }
 

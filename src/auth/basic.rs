@@ -6,31 +6,52 @@ use serde::Deserialize;
 
 use super::{AuthError, SignContext};
 use crate::http::{HeaderValue, Request};
-use crate::secrets::SecretString;
+use crate::secrets::{SecretCache, SecretString, SecretsError};
 
-/// `auth: { basic: { secret, username_field, password_field } }`.
+/// A username and password in a JSON secret: `auth: { basic: {...} }` and
+/// `auth: { airflow_token: {...} }` both read one.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct BasicConfig {
+pub struct PasswordConfig {
     /// Secret id (name or ARN).
     pub secret: String,
     /// Field holding the user name (default `username`).
-    #[serde(default = "super::default_username_field")]
+    #[serde(default = "default_username_field")]
     pub username_field: String,
     /// Field holding the password (default `password`).
-    #[serde(default = "super::default_password_field")]
+    #[serde(default = "default_password_field")]
     pub password_field: String,
+}
+
+impl PasswordConfig {
+    /// The username and password.
+    pub(super) async fn read(
+        &self,
+        secrets: &SecretCache,
+    ) -> Result<[SecretString; 2], SecretsError> {
+        secrets
+            .fields(&self.secret, [&self.username_field, &self.password_field])
+            .await
+    }
+}
+
+fn default_username_field() -> String {
+    "username".to_owned()
+}
+
+fn default_password_field() -> String {
+    "password".to_owned()
 }
 
 /// HTTP Basic auth.
 #[derive(Debug)]
 pub struct Basic {
-    config: BasicConfig,
+    config: PasswordConfig,
 }
 
 impl Basic {
     /// From configuration.
-    pub fn new(config: BasicConfig) -> Self {
+    pub fn new(config: PasswordConfig) -> Self {
         Basic { config }
     }
 
@@ -39,9 +60,7 @@ impl Basic {
         request: &mut Request,
         cx: &SignContext<'_>,
     ) -> Result<(), AuthError> {
-        let secret = cx.secrets.get(&self.config.secret).await?;
-        let username = secret.field(Some(&self.config.username_field))?;
-        let password = secret.field(Some(&self.config.password_field))?;
+        let [username, password] = self.config.read(cx.secrets).await?;
         request.set_header("authorization", header(&username, &password));
         Ok(())
     }

@@ -24,8 +24,7 @@ use crate::clock::Clock;
 use crate::http::{Request, Transport};
 use crate::secrets::{SecretCache, SecretsError};
 
-pub use airflow_token::AirflowTokenConfig;
-pub use basic::BasicConfig;
+pub use basic::PasswordConfig;
 pub use bearer::BearerConfig;
 pub use google::{CLOUD_PLATFORM, GoogleAccessTokenConfig, GoogleIdTokenConfig};
 pub use oauth1::{OAuth1Config, Placement, sign_oauth1};
@@ -39,11 +38,11 @@ pub enum AuthConfig {
     /// No credentials.
     None,
     /// HTTP Basic from a JSON secret's two fields.
-    Basic(BasicConfig),
+    Basic(PasswordConfig),
     /// A static bearer token from a secret.
     Bearer(BearerConfig),
     /// Airflow 3: exchange username/password at `POST {base_url}/auth/token` for a JWT.
-    AirflowToken(AirflowTokenConfig),
+    AirflowToken(PasswordConfig),
     /// OAuth 1.0a HMAC-SHA1, consumer key and secret only (Alteryx Gallery API v1).
     Oauth1(OAuth1Config),
     /// OAuth 2.0 client credentials (Alteryx API v3, any token endpoint).
@@ -309,12 +308,4 @@ impl Auth {
         self.refusal
             .set(invocation, AuthError::RefusedEarlier { reason });
     }
-}
-
-fn default_username_field() -> String {
-    "username".to_owned()
-}
-
-fn default_password_field() -> String {
-    "password".to_owned()
 }

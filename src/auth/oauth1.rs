@@ -68,9 +68,13 @@ impl OAuth1 {
         request: &mut Request,
         cx: &SignContext<'_>,
     ) -> Result<(), AuthError> {
-        let secret = cx.secrets.get(&self.config.secret).await?;
-        let key = secret.field(Some(&self.config.key_field))?;
-        let consumer_secret = secret.field(Some(&self.config.secret_field))?;
+        let [key, consumer_secret] = cx
+            .secrets
+            .fields(
+                &self.config.secret,
+                [&self.config.key_field, &self.config.secret_field],
+            )
+            .await?;
         let nonce = format!("{:032x}", fastrand::u128(..));
         let timestamp = cx.clock.unix_seconds().max(1);
         sign_oauth1(

@@ -81,9 +81,14 @@ impl OAuth2 {
         &self,
         cx: &SignContext<'_>,
     ) -> Result<(SecretString, SecretString, Url), AuthError> {
-        let secret = cx.secrets.get(&self.config.secret).await?;
-        let client_id = secret.field(Some(&self.config.client_id_field))?;
-        let client_secret = secret.field(Some(&self.config.client_secret_field))?;
+        let config = &self.config;
+        let [client_id, client_secret] = cx
+            .secrets
+            .fields(
+                &config.secret,
+                [&config.client_id_field, &config.client_secret_field],
+            )
+            .await?;
         Ok((client_id, client_secret, self.token_url(cx.root)?))
     }
 

@@ -344,7 +344,7 @@ impl Delivery<'_> {
 mod tests {
     use super::*;
     use crate::clock::SystemClock;
-    use crate::event::{ObjectEvent, Source};
+    use crate::event::ObjectEvent;
     use crate::http::{Answer, DryRun};
     use crate::secrets::SecretsFile;
     use crate::targets::TargetConfig;
@@ -432,17 +432,9 @@ mod tests {
 
     fn event() -> ObjectEvent {
         ObjectEvent {
-            source: Source::S3,
-            bucket: "b".into(),
-            key: "k.csv".into(),
             size: Some(1),
-            etag: None,
-            version_id: None,
             sequencer: Some("01".into()),
-            event_name: "ObjectCreated:Put".into(),
-            event_time: None,
-            region: None,
-            record_id: None,
+            ..ObjectEvent::put("b", "k.csv")
         }
     }
 

@@ -96,6 +96,27 @@ impl fmt::Display for Source {
     }
 }
 
+#[cfg(test)]
+impl ObjectEvent {
+    /// An S3 `ObjectCreated:Put` of `bucket`/`key` with every optional field empty, for tests;
+    /// set the fields a test needs with struct update syntax.
+    pub(crate) fn put(bucket: &str, key: &str) -> Self {
+        ObjectEvent {
+            source: Source::S3,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size: None,
+            etag: None,
+            version_id: None,
+            sequencer: None,
+            event_name: "ObjectCreated:Put".to_owned(),
+            event_time: None,
+            region: None,
+            record_id: None,
+        }
+    }
+}
+
 /// Why an event could not be understood. Never retryable: the same bytes fail the same way.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {

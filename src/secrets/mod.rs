@@ -234,6 +234,22 @@ impl SecretCache {
     pub async fn field(&self, id: &str, field: Option<&str>) -> Result<SecretString, SecretsError> {
         self.get(id).await?.field(field)
     }
+
+    /// Several fields of the JSON secret `id` (a username and password, a key and secret).
+    pub async fn fields<const N: usize>(
+        &self,
+        id: &str,
+        names: [&str; N],
+    ) -> Result<[SecretString; N], SecretsError> {
+        let secret = self.get(id).await?;
+        let mut values = Vec::with_capacity(N);
+        for name in names {
+            values.push(secret.field(Some(name))?);
+        }
+        Ok(values
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one value per name")))
+    }
 }
 
 #[cfg(test)]

@@ -204,23 +204,17 @@ impl Target for Airflow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ObjectEvent, Source};
+    use crate::event::ObjectEvent;
     use crate::targets::{Endpoint, TargetConfig};
     use reqwest::StatusCode;
 
     fn event() -> ObjectEvent {
         ObjectEvent {
-            source: Source::S3,
-            bucket: "acme".into(),
-            key: "in/a b.csv".into(),
             size: Some(3),
             etag: Some("e".into()),
-            version_id: None,
             sequencer: Some("0055".into()),
-            event_name: "ObjectCreated:Put".into(),
             event_time: Some("2026-11-25T08:00:00.000Z".into()),
-            region: None,
-            record_id: None,
+            ..ObjectEvent::put("acme", "in/a b.csv")
         }
     }
 

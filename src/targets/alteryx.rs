@@ -271,23 +271,15 @@ fn looks_like_oauth2_server(headers: &HeaderMap, body: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ObjectEvent, Source};
+    use crate::event::ObjectEvent;
     use crate::targets::{Endpoint, TargetConfig};
     use reqwest::StatusCode;
 
     fn event() -> ObjectEvent {
         ObjectEvent {
-            source: Source::S3,
-            bucket: "acme".into(),
-            key: "reports/Q4 sales.xlsx".into(),
             size: Some(3),
-            etag: None,
-            version_id: None,
             sequencer: Some("01".into()),
-            event_name: "ObjectCreated:Put".into(),
-            event_time: None,
-            region: None,
-            record_id: None,
+            ..ObjectEvent::put("acme", "reports/Q4 sales.xlsx")
         }
     }
 

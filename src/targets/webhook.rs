@@ -174,16 +174,8 @@ mod tests {
         .unwrap();
         let event = ObjectEvent {
             source: Source::EventBridge,
-            bucket: "b".into(),
-            key: "k.csv".into(),
             size: Some(10),
-            etag: None,
-            version_id: None,
-            sequencer: None,
-            event_name: "ObjectCreated:Put".into(),
-            event_time: None,
-            region: None,
-            record_id: None,
+            ..ObjectEvent::put("b", "k.csv")
         };
         let built = hook
             .check(&RenderContext::new(&templates, &event, "r"))

@@ -252,23 +252,14 @@ impl Target for WorkflowsCallback {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{ObjectEvent, Source};
+    use crate::event::ObjectEvent;
     use crate::targets::{Endpoint, TargetConfig};
     use reqwest::StatusCode;
 
     fn event(key: &str) -> ObjectEvent {
         ObjectEvent {
-            source: Source::S3,
-            bucket: "acme".into(),
-            key: key.into(),
             size: Some(1),
-            etag: None,
-            version_id: None,
-            sequencer: None,
-            event_name: "ObjectCreated:Put".into(),
-            event_time: None,
-            region: None,
-            record_id: None,
+            ..ObjectEvent::put("acme", key)
         }
     }
 
