@@ -1,29 +1,21 @@
-//! Routing: shell-style globs over object keys (`*`, `**`, `?`, `[a-z]`, `[!x]`).
+//! Routing: shell-style globs over object keys (`*`, `**`, `?`, `[a-z]`, `[!x]`), matched by
+//! `globset` (ripgrep's).
 //!
 //! `*` and `?` never cross a `/`; `**` crosses any number of them, and `**/` also matches no
 //! directory at all, so `raw/**/*.csv` matches both `raw/a.csv` and `raw/2026/11/a.csv`.
-//! Matching simulates the pattern as an automaton: linear in key length, no backtracking.
+//! `globset` gives `**` that meaning only as a whole path component (`raw/**/x`, `**/x`,
+//! `raw/**`); [`translate`] rewrites every other `**` (`**.csv`, `a**b`) into alternatives that
+//! say the same, and escapes `{` and `}`, which are literal in our patterns.
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Literal(char),
-    AnyChar,
-    Class {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
-    Star,
-    DoubleStar,
-    DoubleStarSlash,
-}
+use globset::{ErrorKind, GlobBuilder, GlobMatcher};
 
 /// A compiled glob pattern.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Glob {
     source: String,
-    tokens: Vec<Token>,
+    matcher: GlobMatcher,
 }
 
 impl fmt::Debug for Glob {
@@ -32,89 +24,41 @@ impl fmt::Debug for Glob {
     }
 }
 
+impl PartialEq for Glob {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Glob {}
+
 /// Why a glob pattern does not compile.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("invalid glob {pattern:?}: {reason}")]
 pub struct GlobError {
     pattern: String,
-    reason: &'static str,
+    reason: String,
 }
 
 impl Glob {
     /// Compiles a pattern.
     pub fn new(pattern: &str) -> Result<Glob, GlobError> {
-        let error = |reason| GlobError {
-            pattern: pattern.to_owned(),
-            reason,
-        };
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut tokens = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            match chars[i] {
-                '*' if chars.get(i + 1) == Some(&'*') => {
-                    if chars.get(i + 2) == Some(&'/') {
-                        tokens.push(Token::DoubleStarSlash);
-                        i += 3;
-                    } else {
-                        tokens.push(Token::DoubleStar);
-                        i += 2;
-                    }
-                }
-                '*' => {
-                    tokens.push(Token::Star);
-                    i += 1;
-                }
-                '?' => {
-                    tokens.push(Token::AnyChar);
-                    i += 1;
-                }
-                '[' => {
-                    let mut j = i + 1;
-                    let negated = matches!(chars.get(j), Some('!') | Some('^'));
-                    if negated {
-                        j += 1;
-                    }
-                    let mut ranges = Vec::new();
-                    let mut first = true;
-                    loop {
-                        let Some(&c) = chars.get(j) else {
-                            return Err(error("unclosed '['"));
-                        };
-                        if c == ']' && !first {
-                            break;
-                        }
-                        first = false;
-                        if chars.get(j + 1) == Some(&'-')
-                            && chars.get(j + 2).is_some_and(|&e| e != ']')
-                        {
-                            let end = chars[j + 2];
-                            if end < c {
-                                return Err(error("range out of order in '[...]'"));
-                            }
-                            ranges.push((c, end));
-                            j += 3;
-                        } else {
-                            ranges.push((c, c));
-                            j += 1;
-                        }
-                    }
-                    tokens.push(Token::Class { negated, ranges });
-                    i = j + 1;
-                }
-                '\\' if i + 1 < chars.len() => {
-                    tokens.push(Token::Literal(chars[i + 1]));
-                    i += 2;
-                }
-                c => {
-                    tokens.push(Token::Literal(c));
-                    i += 1;
-                }
-            }
-        }
+        let glob = GlobBuilder::new(&translate(pattern))
+            .literal_separator(true)
+            .backslash_escape(true)
+            .empty_alternates(true)
+            .build()
+            .map_err(|error| GlobError {
+                pattern: pattern.to_owned(),
+                reason: match error.kind() {
+                    ErrorKind::UnclosedClass => "unclosed '['".to_owned(),
+                    ErrorKind::InvalidRange(..) => "range out of order in '[...]'".to_owned(),
+                    other => other.to_string(),
+                },
+            })?;
         Ok(Glob {
             source: pattern.to_owned(),
-            tokens,
+            matcher: glob.compile_matcher(),
         })
     }
 
@@ -125,59 +69,69 @@ impl Glob {
 
     /// Whether `key` matches the whole pattern.
     pub fn is_match(&self, key: &str) -> bool {
-        let n = self.tokens.len();
-        let mut active = vec![false; n + 1];
-        active[0] = true;
-        self.close(&mut active);
-        let mut next = vec![false; n + 1];
-        for c in key.chars() {
-            next.iter_mut().for_each(|slot| *slot = false);
-            for (i, token) in self.tokens.iter().enumerate() {
-                if !active[i] {
-                    continue;
-                }
-                match token {
-                    Token::Literal(l) if *l == c => next[i + 1] = true,
-                    Token::AnyChar if c != '/' => next[i + 1] = true,
-                    Token::Class { negated, ranges } => {
-                        let inside = ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi);
-                        if inside != *negated && c != '/' {
-                            next[i + 1] = true;
-                        }
-                    }
-                    Token::Star if c != '/' => next[i] = true,
-                    Token::DoubleStar => next[i] = true,
-                    Token::DoubleStarSlash => {
-                        next[i] = true;
-                        if c == '/' {
-                            next[i + 1] = true;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            self.close(&mut next);
-            if !next.iter().any(|&slot| slot) {
-                return false;
-            }
-            std::mem::swap(&mut active, &mut next);
-        }
-        active[n]
+        self.matcher.is_match(key)
     }
+}
 
-    /// Epsilon closure: star tokens may match nothing.
-    fn close(&self, states: &mut [bool]) {
-        for (i, token) in self.tokens.iter().enumerate() {
-            if states[i]
-                && matches!(
-                    token,
-                    Token::Star | Token::DoubleStar | Token::DoubleStarSlash
-                )
-            {
-                states[i + 1] = true;
+/// Our pattern in `globset`'s syntax, with the same meaning.
+fn translate(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' if i + 1 < chars.len() => {
+                out.push('\\');
+                out.push(chars[i + 1]);
+                i += 2;
+            }
+            '[' => {
+                // A class is copied as is: `]` first is a member, `!`/`^` first negates.
+                let mut j = i + 1;
+                if matches!(chars.get(j), Some('!' | '^')) {
+                    j += 1;
+                }
+                if chars.get(j) == Some(&']') {
+                    j += 1;
+                }
+                while j < chars.len() && chars[j] != ']' {
+                    j += 1;
+                }
+                let end = (j + 1).min(chars.len());
+                out.extend(&chars[i..end]);
+                i = end;
+            }
+            c @ ('{' | '}') => {
+                out.push('\\');
+                out.push(c);
+                i += 1;
+            }
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                let mut j = i;
+                while chars.get(j) == Some(&'*') {
+                    j += 1;
+                }
+                let after_boundary = i == 0 || chars[i - 1] == '/';
+                match chars.get(j) {
+                    // `**/` and `**` as whole components mean to globset what they mean to us.
+                    Some('/') if after_boundary => out.push_str("**/"),
+                    None if after_boundary => out.push_str("**"),
+                    // `x**/`: nothing, or anything ending in `/`.
+                    Some('/') => out.push_str("{,*/**/}"),
+                    // `x**` at the end: anything.
+                    None => out.push_str("{*,*/**}"),
+                    // `**x`: anything, then x.
+                    Some(_) => out.push_str("{*,*/**/*}"),
+                }
+                i = if chars.get(j) == Some(&'/') { j + 1 } else { j };
+            }
+            c => {
+                out.push(c);
+                i += 1;
             }
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -207,6 +161,23 @@ mod tests {
             ("literal\\*.csv", "literalx.csv", false),
             ("", "", true),
             ("", "a", false),
+            // `**` inside a component still crosses directories.
+            ("a**b", "a/x/yb", true),
+            ("a**b", "ab", true),
+            ("raw/**.csv", "raw/2026/11/a.csv", true),
+            ("raw/**.csv", "raw/a.json", false),
+            ("a**/b", "ab", true),
+            ("a**/b", "ax/b", true),
+            ("a**/b", "a/x/b", true),
+            ("a**/b", "axb", false),
+            ("a**", "a/x/y", true),
+            ("a**", "b/a", false),
+            ("***.csv", "x/y.csv", true),
+            // Braces and commas are literal.
+            ("a{b,c}", "a{b,c}", true),
+            ("a{b,c}", "ab", false),
+            ("[{]x}", "{x}", true),
+            ("x\\{y", "x{y", true),
         ];
         for (pattern, key, want) in table {
             let glob = Glob::new(pattern).unwrap();
