@@ -14,11 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::token::{Token, TokenSource, Wanted};
-use super::{AuthError, SignContext, google_iam, google_key, google_sts};
+use super::{AuthError, CLOUD_PLATFORM, SignContext, google_iam, google_key, google_sts};
 use crate::secrets::SecretString;
-
-/// The scope Composer, Workflows and most Google APIs want.
-pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// `auth: { google_access_token: { secret, field, scopes } }`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

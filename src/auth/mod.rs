@@ -26,10 +26,13 @@ use crate::secrets::{SecretCache, SecretsError};
 
 pub use basic::PasswordConfig;
 pub use bearer::BearerConfig;
-pub use google::{CLOUD_PLATFORM, GoogleAccessTokenConfig, GoogleIdTokenConfig};
+pub use google::{GoogleAccessTokenConfig, GoogleIdTokenConfig};
 pub use oauth1::{OAuth1Config, Placement, sign_oauth1};
 pub use oauth2::{ClientAuth, OAuth2Config};
 pub use token::{CachedBearer, EXPIRY_MARGIN, FALLBACK_LIFETIME, Token, TokenSource, Wanted};
+
+/// The scope Composer, Workflows and most Google APIs want.
+pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 /// `auth:` in a target's configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

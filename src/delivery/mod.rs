@@ -357,13 +357,18 @@ mod tests {
     /// A transport that plays back answers in order and records when each request came.
     #[derive(Debug)]
     struct Script {
-        answers: Mutex<Vec<(u16, Option<&'static str>)>>,
+        answers: Mutex<Vec<(u16, Option<&'static str>, &'static str)>>,
         times: Mutex<Vec<Instant>>,
         authorizations: Mutex<Vec<String>>,
     }
 
     impl Script {
         fn new(answers: &[(u16, Option<&'static str>)]) -> Self {
+            let answers: Vec<_> = answers.iter().map(|&(s, r)| (s, r, "")).collect();
+            Script::with_bodies(&answers)
+        }
+
+        fn with_bodies(answers: &[(u16, Option<&'static str>, &'static str)]) -> Self {
             Script {
                 answers: Mutex::new(answers.iter().rev().copied().collect()),
                 times: Mutex::new(Vec::new()),
@@ -384,8 +389,9 @@ mod tests {
                     .unwrap()
                     .push(value.expose().to_owned());
             }
-            let (status, retry_after) = self.answers.lock().unwrap().pop().expect("an answer left");
-            let mut answer = Answer::new(StatusCode::from_u16(status).unwrap(), "");
+            let (status, retry_after, body) =
+                self.answers.lock().unwrap().pop().expect("an answer left");
+            let mut answer = Answer::new(StatusCode::from_u16(status).unwrap(), body);
             if let Some(seconds) = retry_after {
                 answer
                     .headers
@@ -528,6 +534,42 @@ mod tests {
         // The next invocation sends.
         let third = deliver(&config, &script, None, 6).await;
         assert_eq!(third.status(), Status::Triggered);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_on_a_token_scheme_refreshes_the_token_once() {
+        let setup = config(
+            "{ airflow_token: { secret: airflow } }",
+            RetryPolicy::default(),
+        );
+        let token = |value| (200, None, value);
+        let script = Script::with_bodies(&[
+            token(r#"{"access_token": "jwt-1"}"#),
+            (401, None, ""),
+            token(r#"{"access_token": "jwt-2"}"#),
+            (200, None, ""),
+        ]);
+        let delivered = deliver(&setup, &script, None, 1).await;
+        assert_eq!(
+            delivered.status(),
+            Status::Triggered,
+            "{}",
+            delivered.detail()
+        );
+        assert_eq!(delivered.attempts, 1, "the refresh is not an attempt");
+        assert_eq!(
+            *script.authorizations.lock().unwrap(),
+            ["Bearer jwt-1", "Bearer jwt-2"]
+        );
+        // Refused again after the refresh: final, and not retried.
+        let script = Script::with_bodies(&[
+            (401, None, ""),
+            token(r#"{"access_token": "jwt-3"}"#),
+            (401, None, ""),
+        ]);
+        let delivered = deliver(&setup, &script, None, 2).await;
+        assert_eq!(delivered.detail(), "unauthorized: HTTP 401");
+        assert_eq!(script.times.lock().unwrap().len(), 3);
     }
 
     #[tokio::test]

@@ -2,13 +2,17 @@
 //! in tests/fixtures/gallery_server.py), OAuth 2 client credentials against wiremock, and the
 //! whole path from an S3 event through Secrets Manager (moto) to a queued job.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bucket_trigger::clock::{Clock, ManualClock, SystemClock};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Gallery, app, dry_run_app, handle, invoke, lambda_event, sample};
+use crate::support::{
+    Gallery, app, app_with_clock, dry_run_app, handle, invoke, lambda_event, sample,
+};
 
 const KEY: &str = "ké y+/&=";
 const SECRET: &str = "s3cr€t +/&=%";
@@ -260,13 +264,15 @@ async fn oauth2_token_expiry_and_401_refresh() {
         .mount(&server)
         .await;
 
-    let app = app(
+    let clock = Arc::new(ManualClock::at(SystemClock.unix_seconds()));
+    let app = app_with_clock(
         &oauth2_config(&server, ", client_auth: basic"),
         &secrets("", "api-key", "api-secret"),
+        clock.clone(),
     );
     let first = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(first["summary"]["triggered"], 1, "{first}");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(Duration::from_secs(2));
     let second = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(second["summary"]["triggered"], 1, "{second}");
     // client_auth: basic puts the client credentials in the Authorization header, not the form.

@@ -6,8 +6,12 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use bucket_trigger::app::App;
+use bucket_trigger::clock::ManualClock;
 use bucket_trigger::config::Config;
+use bucket_trigger::http::{Network, NetworkSettings};
 use bucket_trigger::secrets::SecretsFile;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -29,6 +33,19 @@ pub fn app(config: &str, secrets: &str) -> App {
     let config = Config::parse(config, "test config").unwrap();
     let source = SecretsFile::parse(std::path::Path::new("test-secrets.json"), secrets).unwrap();
     App::new(config, Box::new(source)).unwrap()
+}
+
+/// The same app on a clock the test moves (token expiry without waiting for it).
+pub fn app_with_clock(config: &str, secrets: &str, clock: Arc<ManualClock>) -> App {
+    let config = Config::parse(config, "test config").unwrap();
+    let source = SecretsFile::parse(std::path::Path::new("test-secrets.json"), secrets).unwrap();
+    let network = Network::new(&NetworkSettings {
+        connect_timeout: config.settings.connect_timeout,
+        request_timeout: config.settings.request_timeout,
+        tls_roots: config.settings.tls_roots,
+    })
+    .unwrap();
+    App::with_parts(config, Box::new(source), Box::new(network), clock)
 }
 
 /// The same app in dry-run mode: requests are printed, not sent.
