@@ -19,7 +19,7 @@
 //! * `init/config`     `Config::parse` of examples/bucket-trigger.yaml (a cold-start cost).
 //!
 //! TODO(JWT RS256 signing, its own issue): add `sign/jwt_rs256` once RS256 signing is reachable
-//! through the public API (today only the private `sign_assertion` in src/auth/google.rs uses
+//! through the public API (today only the private `sign_assertion` in src/auth/google_key.rs uses
 //! jsonwebtoken, on token refresh); bench PEM key parsing and per-assertion signing separately.
 
 use std::hint::black_box;

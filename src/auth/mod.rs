@@ -268,14 +268,6 @@ impl Auth {
         }
     }
 
-    /// A signer around any token source (for sources the config cannot name, and tests).
-    pub fn token(source: Box<dyn TokenSource>) -> Auth {
-        Auth {
-            scheme: Scheme::Token(CachedBearer::new(source)),
-            refusal: Refusal::default(),
-        }
-    }
-
     /// Signs `request`, unless these credentials were refused earlier in this invocation.
     pub async fn sign(&self, request: &mut Request, cx: &SignContext<'_>) -> Result<(), AuthError> {
         if let Some(error) = self.refusal.get(cx.invocation) {

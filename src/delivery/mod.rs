@@ -298,43 +298,43 @@ impl Delivery<'_> {
                 cutoff,
                 fastrand::f64(),
             );
-            let failed = |failure| Delivered::new(Ending::Failed(failure), attempt, http_status);
-            let reason = match (step, verdict) {
-                (Step::Refresh, _) => {
+            let ending = match step {
+                Step::Refresh => {
                     endpoint.auth.refresh().await;
                     refreshed = true;
                     attempt -= 1;
                     tracing::info!("401: dropped the cached token, signing again");
                     continue;
                 }
-                (_, Verdict::Delivered { detail, remote_id }) => {
-                    let ending = Ending::Triggered { detail, remote_id };
-                    return Delivered::new(ending, attempt, http_status);
-                }
-                (_, Verdict::AlreadyDelivered) => {
-                    return Delivered::new(Ending::AlreadyTriggered, attempt, http_status);
-                }
-                (_, Verdict::Permanent { reason }) => return failed(Failure::Refused(reason)),
-                (_, Verdict::Unauthorized { reason }) => {
-                    endpoint.auth.refused(self.invocation, &reason);
-                    return failed(Failure::Unauthorized(reason));
-                }
-                (_, Verdict::Retry { reason, .. }) => reason,
-            };
-            match step {
-                Step::Exhausted => {
-                    return failed(Failure::Exhausted {
-                        reason,
-                        attempts: attempt,
-                    });
-                }
                 Step::Wait(wait) => {
+                    let reason = verdict.into_reason();
                     tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, %reason, "retrying");
                     tokio::time::sleep(wait).await;
+                    continue;
                 }
-                Step::OutOfTime | Step::Done | Step::Refresh => {
-                    return failed(Failure::OutOfTime(reason));
-                }
+                Step::Done => self.settle(endpoint, verdict),
+                Step::Exhausted => Ending::Failed(Failure::Exhausted {
+                    reason: verdict.into_reason(),
+                    attempts: attempt,
+                }),
+                Step::OutOfTime => Ending::Failed(Failure::OutOfTime(verdict.into_reason())),
+            };
+            return Delivered::new(ending, attempt, http_status);
+        }
+    }
+
+    /// How a final verdict ends the delivery. A refusal of the credentials is remembered for
+    /// the rest of the invocation.
+    fn settle(&self, endpoint: &Endpoint, verdict: Verdict) -> Ending {
+        match verdict {
+            Verdict::Delivered { detail, remote_id } => Ending::Triggered { detail, remote_id },
+            Verdict::AlreadyDelivered => Ending::AlreadyTriggered,
+            Verdict::Unauthorized { reason } => {
+                endpoint.auth.refused(self.invocation, &reason);
+                Ending::Failed(Failure::Unauthorized(reason))
+            }
+            Verdict::Permanent { reason } | Verdict::Retry { reason, .. } => {
+                Ending::Failed(Failure::Refused(reason))
             }
         }
     }

@@ -272,6 +272,17 @@ impl Verdict {
         }
     }
 
+    /// What it says, in words.
+    pub fn into_reason(self) -> String {
+        match self {
+            Verdict::Delivered { detail, .. } => detail,
+            Verdict::AlreadyDelivered => "already delivered".to_owned(),
+            Verdict::Retry { reason, .. }
+            | Verdict::Unauthorized { reason }
+            | Verdict::Permanent { reason } => reason,
+        }
+    }
+
     /// Raises a `Retry` verdict's wait to at least the server's `Retry-After`.
     pub fn with_retry_after(self, server: Option<Duration>) -> Verdict {
         match self {
