@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use bucket_trigger::app::App;
@@ -16,13 +17,15 @@ bucket-trigger: start workflow runs (Airflow, webhooks) when objects land in a b
 
 USAGE:
     bucket-trigger                         run as an AWS Lambda function (AWS_LAMBDA_RUNTIME_API set)
-    bucket-trigger invoke EVENT_FILE [--config FILE] [--secrets-file FILE] [--dry-run]
+    bucket-trigger invoke EVENT_FILE [--config FILE] [--secrets-file FILE] [--dry-run] [--timeout SECONDS]
     bucket-trigger validate [--config FILE]
 
 invoke    runs one event file (any supported shape) through the same code path as the Lambda,
           prints a JSON report on stdout; exit 0 when every delivery succeeded (or already
           existed), 1 when any failed, 2 on bad input.
           --dry-run prints each signed request (secrets redacted) instead of sending it.
+          --timeout SECONDS (default 60) bounds the whole delivery, retries and waits asked
+          for by Retry-After included, as the deadline bounds a Lambda invocation.
 validate  checks a config and prints its routes; exit 2 on an error naming the route and field.
 
 Config: --config FILE, else BUCKET_TRIGGER_CONFIG (inline YAML/JSON), else BUCKET_TRIGGER_CONFIG_FILE.
@@ -38,6 +41,7 @@ enum Command {
         config: Option<PathBuf>,
         secrets: Option<PathBuf>,
         dry_run: bool,
+        timeout: Duration,
     },
     Validate {
         config: Option<PathBuf>,
@@ -59,11 +63,19 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         other => return Err(other.unexpected()),
     };
     let (mut event, mut config, mut secrets, mut dry_run) = (None, None, None, false);
+    let mut timeout = Duration::from_secs(60);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") | Short('c') => config = Some(parser.value()?.into()),
             Long("secrets-file") if sub == "invoke" => secrets = Some(parser.value()?.into()),
             Long("dry-run") if sub == "invoke" => dry_run = true,
+            Long("timeout") if sub == "invoke" => {
+                let seconds: f64 = parser.value()?.parse()?;
+                timeout = Duration::try_from_secs_f64(seconds)
+                    .ok()
+                    .filter(|timeout| !timeout.is_zero())
+                    .ok_or("--timeout takes a positive number of seconds")?;
+            }
             Long("help") | Short('h') => return Ok(Command::Help),
             Value(value) if sub == "invoke" && event.is_none() => event = Some(value.into()),
             other => return Err(other.unexpected()),
@@ -75,6 +87,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             config,
             secrets,
             dry_run,
+            timeout,
         }),
         "validate" => Ok(Command::Validate { config }),
         "lambda" => Ok(Command::Lambda),
@@ -117,7 +130,8 @@ fn main() -> ExitCode {
                 config,
                 secrets,
                 dry_run,
-            } => invoke(event, config, secrets, dry_run).await,
+                timeout,
+            } => invoke(event, config, secrets, dry_run, timeout).await,
         }
     });
     match result {
@@ -180,6 +194,7 @@ async fn invoke(
     config: Option<PathBuf>,
     secrets: Option<PathBuf>,
     dry_run: bool,
+    timeout: Duration,
 ) -> Result<ExitCode> {
     lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
     let config = Config::load(config.as_deref())?;
@@ -188,8 +203,12 @@ async fn invoke(
     let parsed = event::parse_bytes(&bytes)
         .with_context(|| format!("event file {}", event_path.display()))?;
     let source = secret_source(secrets.as_deref(), !config.secret_ids.is_empty())?;
+    // The deadline sits the configured margin past the timeout, so that no attempt starts
+    // after `timeout` and the margin keeps its meaning: time to answer.
+    let margin = config.settings.retry.deadline_margin;
+    let deadline = tokio::time::Instant::now().checked_add(timeout.saturating_add(margin));
     let app = build_app(config, source, dry_run)?;
-    let report = app.process(&parsed, None).await;
+    let report = app.process(&parsed, deadline).await;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(if report.has_failures() {
         ExitCode::FAILURE

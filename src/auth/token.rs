@@ -154,6 +154,10 @@ pub(super) async fn exchange(
 ) -> Result<Value, AuthError> {
     let url = request.url.to_string();
     match cx.transport.send(request, cx.timeout).await {
+        Sent::Answered(answer) if answer.status.is_redirection() => Err(AuthError::TokenRefused {
+            url,
+            message: Verdict::from_answer(&answer).into_reason(),
+        }),
         Sent::Answered(answer) => match Verdict::from_status(answer.status, "") {
             Verdict::Delivered { .. } | Verdict::AlreadyDelivered => {
                 serde_json::from_str(&answer.body).map_err(|e| AuthError::TokenRefused {

@@ -19,7 +19,9 @@ use serde_json::Value;
 
 use crate::secrets::SecretString;
 
-pub use transport::{DryRun, Network, NetworkSettings, Sent, Transport, TransportError};
+pub use transport::{
+    DryRun, MAX_ANSWER_BYTES, Network, NetworkSettings, Sent, Transport, TransportError, scrub,
+};
 
 /// A header value that may carry a secret.
 #[derive(Clone)]
@@ -250,6 +252,31 @@ impl Verdict {
         }
     }
 
+    /// The one reading of an answer: a redirect (3xx) is a permanent failure naming where it
+    /// pointed (only the host: a login page's query may carry tokens), since a login or SSO page
+    /// in front of an API does not go away by retrying; any other status as [`Self::from_status`].
+    pub fn from_answer(answer: &Answer) -> Verdict {
+        if !answer.status.is_redirection() {
+            return Verdict::from_status(answer.status, &answer.body);
+        }
+        let to = answer
+            .headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .map(|location| match Url::parse(location) {
+                Ok(url) => format!("host {}", url.host_str().unwrap_or("(none)")),
+                Err(_) => "a path on the same host".to_owned(),
+            })
+            .unwrap_or_else(|| "nowhere (no Location header)".to_owned());
+        Verdict::Permanent {
+            reason: format!(
+                "HTTP {}: redirected to {to}; redirects are not followed (is a login or SSO page in \
+                 front of the API? point the URL at the API itself)",
+                answer.status.as_u16()
+            ),
+        }
+    }
+
     /// A request that got no answer. Nothing was sent (could not connect): always worth
     /// retrying. It may have arrived (a timeout, a broken connection): retried only where the
     /// target deduplicates (`idempotent`). It could not be put on the wire: permanent.
@@ -383,6 +410,37 @@ mod tests {
             reason.starts_with("HTTP 400: xxx") && reason.chars().count() < 320,
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_redirect_is_permanent_and_names_only_the_host() {
+        let mut answer = Answer::new(StatusCode::FOUND, "<html>login</html>");
+        answer.headers.insert(
+            reqwest::header::LOCATION,
+            "https://sso.example.com/login?state=s3cr3t"
+                .parse()
+                .unwrap(),
+        );
+        let Verdict::Permanent { reason } = Verdict::from_answer(&answer) else {
+            panic!("a redirect is permanent")
+        };
+        assert!(
+            reason.starts_with("HTTP 302: redirected to host sso.example.com;"),
+            "{reason}"
+        );
+        assert!(!reason.contains("s3cr3t"), "{reason}");
+        let mut relative = Answer::new(StatusCode::TEMPORARY_REDIRECT, "");
+        relative
+            .headers
+            .insert(reqwest::header::LOCATION, "/login".parse().unwrap());
+        let Verdict::Permanent { reason } = Verdict::from_answer(&relative) else {
+            panic!("a redirect is permanent")
+        };
+        assert!(reason.contains("a path on the same host"), "{reason}");
+        assert!(matches!(
+            Verdict::from_answer(&Answer::new(StatusCode::SERVICE_UNAVAILABLE, "")),
+            Verdict::Retry { .. }
+        ));
     }
 
     #[test]

@@ -3,14 +3,29 @@
 //! choice is made once, at the top (the CLI's `--dry-run`, `BUCKET_TRIGGER_DRY_RUN`), and no
 //! room below asks which one it has, except token signers, which show where a token would
 //! come from rather than fetch one ([`Transport::reaches_network`]).
+//!
+//! What comes back is hostile until read: redirects are not followed, at most
+//! [`MAX_ANSWER_BYTES`] of an answer are read (the rest is never buffered), and every secret the
+//! request carried is scrubbed from the answer before anything can quote it.
 
 use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use futures_util::future::BoxFuture;
+use serde_json::Value;
 
 use super::{Answer, Body, HeaderValue, Printable, Request, TlsRoots};
+
+/// The most of an answer that is read, in bytes. Error details quote 300 characters; job ids and
+/// tokens are short. The rest is not read: the connection is closed instead of drained.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Secrets shorter than this are not scrubbed (they would mangle every message); none of the
+/// schemes we sign with produces one.
+const MIN_SCRUBBED_LEN: usize = 4;
 
 /// How a request left.
 #[derive(Debug)]
@@ -153,6 +168,7 @@ impl Network {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("bucket-trigger/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Network { client })
@@ -195,24 +211,111 @@ impl Network {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = match response.text().await {
+        let body = match read_capped(response).await {
             Ok(body) => body,
             Err(error) if status.is_success() => {
                 // The server acted; only its answer was lost.
                 let error = TransportError::from_reqwest(&error, Some(status.as_u16()));
                 tracing::warn!(%error, "could not read the answer body");
-                String::new()
+                Vec::new()
             }
             Err(error) => {
                 return Sent::Failed(TransportError::from_reqwest(&error, Some(status.as_u16())));
             }
         };
+        let body = scrub(&String::from_utf8_lossy(&body), &secrets_of(request));
         Sent::Answered(Answer {
             status,
             headers,
             body,
         })
     }
+}
+
+/// At most [`MAX_ANSWER_BYTES`] of an answer's body.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_ANSWER_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// The secret values `request` carries, as an answer that echoes the request could hold them:
+/// each secret header whole, its credential after the scheme word, a Basic credential decoded
+/// and its password, the quoted values of an OAuth 1.0a header, the values of a secret form or
+/// JSON body, and the query values a printable URL hides. Longest first.
+fn secrets_of(request: &Request) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for (_, value) in &request.headers {
+        let HeaderValue::Secret { value, .. } = value else {
+            continue;
+        };
+        let value = value.expose();
+        found.push(value.to_owned());
+        let Some((_, credential)) = value.split_once(' ') else {
+            continue;
+        };
+        found.push(credential.to_owned());
+        if let Ok(decoded) = STANDARD.decode(credential)
+            && let Ok(pair) = String::from_utf8(decoded)
+        {
+            if let Some((_, password)) = pair.split_once(':') {
+                found.push(password.to_owned());
+            }
+            found.push(pair);
+        }
+        for part in credential.split(',') {
+            if let Some((_, quoted)) = part.split_once('=') {
+                found.push(quoted.trim().trim_matches('"').to_owned());
+            }
+        }
+    }
+    if let Body::Secret { text, .. } = &request.body {
+        let text = text.expose();
+        found.push(text.to_owned());
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(fields)) => {
+                found.extend(fields.values().filter_map(Value::as_str).map(str::to_owned))
+            }
+            _ => found.extend(form_urlencoded::parse(text.as_bytes()).map(|(_, v)| v.into_owned())),
+        }
+    }
+    if let Some(shown) = &request.url_shown {
+        for (_, value) in request.url.query_pairs() {
+            if !shown.contains(value.as_ref()) {
+                found.push(value.into_owned());
+            }
+        }
+        if let Some(query) = request.url.query() {
+            found.extend(
+                query
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('=').map(|(_, v)| v))
+                    .filter(|value| !shown.contains(value))
+                    .map(str::to_owned),
+            );
+        }
+    }
+    found.retain(|secret| secret.len() >= MIN_SCRUBBED_LEN);
+    found.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    found.dedup();
+    found
+}
+
+/// `text` with every one of `secrets` replaced by `****`.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "****");
+        }
+    }
+    text
 }
 
 impl Transport for Network {
@@ -304,6 +407,117 @@ mod tests {
             error.to_string(),
             "header x-key has a value that cannot be sent in HTTP"
         );
+    }
+
+    /// A stand-in that answers with everything it received: headers, query and body.
+    fn echo(status: u16) -> impl Fn(&wiremock::Request) -> wiremock::ResponseTemplate {
+        move |request: &wiremock::Request| {
+            let headers: Vec<String> = request
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or("")))
+                .collect();
+            wiremock::ResponseTemplate::new(status).set_body_string(format!(
+                "{} {}\n{}\n{}",
+                request.method,
+                request.url,
+                headers.join("\n"),
+                String::from_utf8_lossy(&request.body)
+            ))
+        }
+    }
+
+    async fn answered(request: &Request) -> Answer {
+        match Network::new(&settings())
+            .unwrap()
+            .send(request, Duration::from_secs(2))
+            .await
+        {
+            Sent::Answered(answer) => answer,
+            other => panic!("an answer, not {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn secrets_the_request_carried_are_scrubbed_from_an_echoing_answer() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(echo(401))
+            .mount(&server)
+            .await;
+        let url = Url::parse(&format!("{}/x", server.uri())).unwrap();
+        let password = "MARKER-pw-93f1";
+        let pair = format!("admin:{password}");
+        let basic = STANDARD.encode(&pair);
+        let mut request = Request::new(Method::POST, url.clone());
+        request.set_header(
+            "authorization",
+            HeaderValue::Secret {
+                value: crate::secrets::SecretString::new(format!("Basic {basic}")),
+                shown: "Basic ****".into(),
+            },
+        );
+        request.body = Body::Secret {
+            content_type: "application/x-www-form-urlencoded",
+            text: crate::secrets::SecretString::new(
+                "grant_type=client_credentials&client_secret=MARKER-cs-77ab",
+            ),
+        };
+        let answer = answered(&request).await;
+        assert_eq!(answer.status.as_u16(), 401);
+        for leaked in [password, pair.as_str(), basic.as_str(), "MARKER-cs-77ab"] {
+            assert!(!answer.body.contains(leaked), "{leaked} in {}", answer.body);
+        }
+        assert!(
+            answer.body.contains("authorization: ****"),
+            "{}",
+            answer.body
+        );
+
+        // OAuth 1.0a in the query: what the printable URL hides is scrubbed, the rest stays.
+        let mut signed = Request::new(Method::POST, url.clone());
+        signed.url.set_query(Some(
+            "oauth_consumer_key=MARKER-ck-5e&oauth_signature=c2lnbmF0dXJl%3D&oauth_version=1.0",
+        ));
+        signed.url_shown = Some(format!(
+            "{url}?oauth_consumer_key=****&oauth_signature=****&oauth_version=1.0"
+        ));
+        let answer = answered(&signed).await;
+        assert!(!answer.body.contains("MARKER-ck-5e"), "{}", answer.body);
+        assert!(!answer.body.contains("c2lnbmF0dXJl"), "{}", answer.body);
+        assert!(answer.body.contains("oauth_version=1.0"), "{}", answer.body);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::path("/api"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(307)
+                    .insert_header("location", format!("{}/login", server.uri())),
+            )
+            .mount(&server)
+            .await;
+        wiremock::Mock::given(wiremock::matchers::path("/login"))
+            .respond_with(wiremock::ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&server)
+            .await;
+        let url = Url::parse(&format!("{}/api", server.uri())).unwrap();
+        let answer = answered(&Request::new(Method::POST, url)).await;
+        assert_eq!(answer.status.as_u16(), 307);
+    }
+
+    #[tokio::test]
+    async fn at_most_64_kib_of_an_answer_is_read() {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(wiremock::ResponseTemplate::new(500).set_body_string("x".repeat(4 << 20)))
+            .mount(&server)
+            .await;
+        let url = Url::parse(&server.uri()).unwrap();
+        let answer = answered(&Request::new(Method::GET, url)).await;
+        assert_eq!(answer.body.len(), MAX_ANSWER_BYTES);
     }
 
     #[tokio::test]

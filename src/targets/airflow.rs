@@ -196,7 +196,7 @@ impl Target for Airflow {
                     problem(body)
                 ),
             },
-            _ => Verdict::from_status(answer.status, body),
+            _ => Verdict::from_answer(answer),
         }
     }
 }

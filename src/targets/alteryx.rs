@@ -253,7 +253,7 @@ impl Target for Alteryx {
                     problem(body)
                 ),
             },
-            _ => Verdict::from_status(status, body),
+            _ => Verdict::from_answer(answer),
         }
     }
 }

@@ -146,7 +146,7 @@ impl Target for Webhook {
                     excerpt(&answer.body, 300)
                 ),
             },
-            _ => Verdict::from_status(status, &answer.body),
+            _ => Verdict::from_answer(answer),
         }
     }
 }

@@ -169,7 +169,7 @@ impl Target for Workflows {
                     google_problem(body)
                 ),
             },
-            _ => Verdict::from_status(status, body),
+            _ => Verdict::from_answer(answer),
         }
     }
 }
@@ -244,7 +244,7 @@ impl Target for WorkflowsCallback {
                 ),
                 after: None,
             },
-            _ => Verdict::from_status(status, body),
+            _ => Verdict::from_answer(answer),
         }
     }
 }

@@ -232,3 +232,71 @@ fn invoke_queues_an_alteryx_job_with_an_oauth1_secret_from_secrets_manager() {
     assert_eq!(gallery.requests()[0]["verified"], true);
     assert!(!stdout.contains("cli-secret") && !stdout.contains("cli-key"));
 }
+
+/// `Retry-After: 3600` does not keep `invoke` waiting: `--timeout` bounds it like a Lambda
+/// deadline, and a redirect is a failure naming the host, not a success.
+#[test]
+fn invoke_is_bounded_by_its_timeout_and_does_not_follow_redirects() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(MockServer::start());
+    runtime.block_on(
+        Mock::given(method("POST"))
+            .and(path("/slow/api/v2/dags/d/dagRuns"))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
+            .expect(1)
+            .mount(&server),
+    );
+    runtime.block_on(
+        Mock::given(method("POST"))
+            .and(path("/sso/api/v2/dags/d/dagRuns"))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", "https://login.example.com/?next=s3cr3t"),
+            )
+            .expect(1)
+            .mount(&server),
+    );
+    let config = |prefix: &str| {
+        format!(
+            "routes:\n  - name: r\n    target: {{ airflow: {{ base_url: '{}/{prefix}', dag_id: d }} }}\n",
+            server.uri()
+        )
+    };
+    let started = std::time::Instant::now();
+    let out = bucket_trigger(
+        &["invoke", "events/s3-put.json", "--timeout", "3"],
+        &[("BUCKET_TRIGGER_CONFIG", &config("slow"))],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("HTTP 429 (no time left before the deadline to retry)"),
+        "{stdout}"
+    );
+
+    let out = bucket_trigger(
+        &["invoke", "events/s3-put.json"],
+        &[("BUCKET_TRIGGER_CONFIG", &config("sso"))],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcome = &report["outcomes"][0];
+    assert_eq!(outcome["status"], "failed");
+    assert_eq!(outcome["retryable"], false);
+    let detail = outcome["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("HTTP 302: redirected to host login.example.com"),
+        "{detail}"
+    );
+    assert!(!detail.contains("s3cr3t"), "{detail}");
+
+    let out = bucket_trigger(&["invoke", "events/s3-put.json", "--timeout", "0"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--timeout takes a positive number"));
+    drop(runtime);
+}

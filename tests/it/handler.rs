@@ -489,3 +489,61 @@ async fn batches_are_sent_concurrently() {
     // Sequential sending would take at least 900 ms.
     assert!(elapsed < Duration::from_millis(900), "took {elapsed:?}");
 }
+
+/// A target (or a proxy in front of it) that echoes the request back: neither the password,
+/// nor the base64 of the basic credentials, nor a freshly minted token reaches the report or the
+/// `Retryable` error that goes to the failure destination.
+#[tokio::test]
+async fn secrets_echoed_by_a_target_never_reach_the_answer() {
+    let echo = |status: u16| {
+        move |request: &Request| {
+            let headers: Vec<String> = request
+                .headers
+                .iter()
+                .map(|(name, value)| format!("{name}={}", value.to_str().unwrap_or("")))
+                .collect();
+            ResponseTemplate::new(status).set_body_string(format!(
+                "{{\"detail\": \"you sent {} {}\"}}",
+                headers.join(" "),
+                String::from_utf8_lossy(&request.body)
+            ))
+        }
+    };
+    let password = "MARKER-pw-5f0c1d";
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"));
+    let token = "MARKER-jwt-a81e77";
+    let secrets = format!(r#"{{"airflow": {{"username": "admin", "password": "{password}"}}}}"#);
+    for (auth, status) in [
+        ("{ basic: { secret: airflow } }", 401),
+        ("{ basic: { secret: airflow } }", 400),
+        ("{ basic: { secret: airflow } }", 500),
+        ("{ airflow_token: { secret: airflow } }", 500),
+        ("{ airflow_token: { secret: airflow } }", 403),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/auth/token"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"access_token": token})))
+            .mount(&server)
+            .await;
+        dag_runs().respond_with(echo(status)).mount(&server).await;
+        let app = app(
+            &airflow_config(&server, auth, ", max_attempts: 2"),
+            &secrets,
+        );
+        let answer = match invoke(&app, "s3-put.json").await {
+            Ok(report) => report.to_string(),
+            Err(error) => format!("{} {}", error.error_type, error.error_message),
+        };
+        assert!(
+            answer.contains("you sent"),
+            "{auth} {status}: the echo is quoted: {answer}"
+        );
+        for leaked in [password, basic.as_str(), token] {
+            assert!(
+                !answer.contains(leaked),
+                "{auth} {status}: {leaked} in {answer}"
+            );
+        }
+    }
+}
