@@ -62,6 +62,10 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         Value(value) => value.string()?,
         other => return Err(other.unexpected()),
     };
+    if !matches!(sub.as_str(), "invoke" | "validate" | "lambda") {
+        // An unknown command is an error whatever follows it (`replay --help` included).
+        return Err(format!("unknown command {sub:?}").into());
+    }
     let (mut event, mut config, mut secrets, mut dry_run) = (None, None, None, false);
     let mut timeout = Duration::from_secs(60);
     while let Some(arg) = parser.next()? {
@@ -116,11 +120,11 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match command {
             Command::Help => {
-                println!("{USAGE}");
+                out(format_args!("{USAGE}"));
                 Ok(ExitCode::SUCCESS)
             }
             Command::Version => {
-                println!("bucket-trigger {}", env!("CARGO_PKG_VERSION"));
+                out(format_args!("bucket-trigger {}", env!("CARGO_PKG_VERSION")));
                 Ok(ExitCode::SUCCESS)
             }
             Command::Lambda => lambda().await.map(|()| ExitCode::SUCCESS),
@@ -164,6 +168,19 @@ async fn lambda() -> Result<()> {
     .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
 }
 
+/// Prints a line on stdout. A reader that went away (`invoke ... | head -c 10`) is not an error
+/// worth a panic: the process exits quietly with 141, as Unix tools stopped by SIGPIPE do.
+fn out(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(141);
+    }
+}
+
 /// The app, printing requests instead of sending them when `dry_run`: the one place the
 /// choice is made.
 fn build_app(config: Config, source: Box<dyn SecretSource>, dry_run: bool) -> Result<App> {
@@ -176,15 +193,22 @@ fn build_app(config: Config, source: Box<dyn SecretSource>, dry_run: bool) -> Re
 fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
     lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
     let config = Config::load(config.as_deref())?;
-    println!("config OK: {} route(s)", config.routes.len());
+    out(format_args!("config OK: {} route(s)", config.routes.len()));
     for route in &config.routes {
-        println!("- {}: {}", route.name, route.matcher.describe());
+        out(format_args!(
+            "- {}: {}",
+            route.name,
+            route.matcher.describe()
+        ));
         for target in &route.targets {
-            println!("    → {}", target.description);
+            out(format_args!("    → {}", target.description));
         }
     }
     if !config.secret_ids.is_empty() {
-        println!("secrets read: {}", config.secret_ids.join(", "));
+        out(format_args!(
+            "secrets read: {}",
+            config.secret_ids.join(", ")
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -209,7 +233,7 @@ async fn invoke(
     let deadline = tokio::time::Instant::now().checked_add(timeout.saturating_add(margin));
     let app = build_app(config, source, dry_run)?;
     let report = app.process(&parsed, deadline).await;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out(format_args!("{}", serde_json::to_string_pretty(&report)?));
     Ok(if report.has_failures() {
         ExitCode::FAILURE
     } else {

@@ -5,7 +5,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{BaseUrlConfig, Built, Target, TargetError, optional_template, problem, run_id};
+use super::{
+    BaseUrlConfig, Built, Target, TargetError, optional_template, path_segment, problem, run_id,
+};
 use crate::auth::AuthConfig;
 use crate::http::{Answer, Body, Request, Verdict, join};
 use crate::template::{RenderContext, StringTemplate, Templates, ValueTemplate};
@@ -123,6 +125,7 @@ impl Target for Airflow {
 
     fn build(&self, render: &RenderContext<'_>, base: &Url) -> Result<Built, TargetError> {
         let dag_id = render.string(&self.dag_id)?;
+        let dag_id = path_segment("dag_id", &dag_id)?;
         let run_id = match &self.run_id {
             Some(t) => run_id::sanitize(&render.string(t)?),
             None => run_id::default_for(render.route(), render.event()),
@@ -139,7 +142,7 @@ impl Target for Airflow {
                 } else {
                     "v2"
                 };
-                let url = join(base, &["api", version, "dags", &dag_id, "dagRuns"]);
+                let url = join(base, &["api", version, "dags", dag_id, "dagRuns"]);
                 let mut body = json!({ "dag_run_id": run_id, "conf": conf });
                 if let Some(date) = logical_date {
                     body["logical_date"] = Value::String(date);
@@ -153,7 +156,7 @@ impl Target for Airflow {
                 (url, body)
             }
             AirflowApi::Experimental => {
-                let url = join(base, &["api", "experimental", "dags", &dag_id, "dag_runs"]);
+                let url = join(base, &["api", "experimental", "dags", dag_id, "dag_runs"]);
                 let mut body = json!({ "run_id": run_id, "conf": conf.to_string() });
                 if let Some(date) = logical_date {
                     body["execution_date"] = Value::String(date);

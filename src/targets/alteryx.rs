@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{BaseUrlConfig, Built, Target, TargetError, optional_template, problem};
+use super::{BaseUrlConfig, Built, Target, TargetError, optional_template, path_segment, problem};
 use crate::auth::AuthConfig;
 use crate::http::{Answer, Body, Request, Verdict, join};
 use crate::template::{RenderContext, StringTemplate, Templates};
@@ -180,6 +180,7 @@ impl Target for Alteryx {
     fn build(&self, render: &RenderContext<'_>, root: &Url) -> Result<Built, TargetError> {
         let render = |t: &StringTemplate| render.string(t);
         let workflow_id = render(&self.workflow_id)?;
+        let workflow_id = path_segment("workflow_id", &workflow_id)?;
         let questions: Vec<Value> = self
             .questions
             .iter()
@@ -199,8 +200,8 @@ impl Target for Alteryx {
         }
         let url = match self.api {
             // The Gallery API wants the trailing slash.
-            AlteryxApi::V1 => join(root, &["v1", "workflows", &workflow_id, "jobs", ""]),
-            AlteryxApi::V3 => join(root, &["v3", "workflows", &workflow_id, "jobs"]),
+            AlteryxApi::V1 => join(root, &["v1", "workflows", workflow_id, "jobs", ""]),
+            AlteryxApi::V3 => join(root, &["v3", "workflows", workflow_id, "jobs"]),
         };
         Ok(Built::plain(Request::post(
             url,

@@ -291,6 +291,22 @@ fn optional_template(
         .transpose()
 }
 
+/// A rendered value that becomes one URL path segment. `http::join` percent-encodes it (`/`,
+/// `?` and `#` included), but an empty segment, `.` or `..` would still change the path (`//`,
+/// or a segment dropped by URL normalisation): refused, for this event, for good.
+fn path_segment<'a>(field: &str, value: &'a str) -> Result<&'a str, TargetError> {
+    if matches!(value, "" | "." | "..") {
+        return Err(TargetError::Invalid {
+            field: field.to_owned(),
+            reason: format!(
+                "rendered to {value:?}, which cannot be a URL path segment (it would change the \
+                 path); check the template and the event"
+            ),
+        });
+    }
+    Ok(value)
+}
+
 /// Parses a configured HTTP method.
 fn method(name: &str, raw: &str) -> Result<reqwest::Method, TargetError> {
     reqwest::Method::from_bytes(raw.to_ascii_uppercase().as_bytes()).map_err(|_| {
@@ -351,6 +367,39 @@ mod tests {
             match want {
                 None => assert!(got.is_ok(), "{yaml}: {:?}", got.err()),
                 Some(want) => assert_eq!(got.unwrap_err().to_string(), format!("t.auth: {want}")),
+            }
+        }
+    }
+
+    #[test]
+    fn rendered_path_segments_cannot_change_the_path() {
+        let mut templates = Templates::new();
+        let endpoint =
+            config("airflow: { base_url: 'http://af/x', dag_id: '{{ key | basename }}' }")
+                .build("t", &mut templates)
+                .unwrap();
+        for (key, want) in [
+            ("in/..", Some("\"..\"")),
+            ("in/.", Some("\".\"")),
+            ("in/", Some("\"\"")),
+            ("in/a?b#c/", Some("\"\"")),
+            ("in/a?b#c", None),
+        ] {
+            let event = crate::event::ObjectEvent::put("b", key);
+            let render = RenderContext::new(&templates, &event, "r");
+            match (endpoint.check(&render), want) {
+                (Ok(built), None) => assert_eq!(
+                    built.request.url.as_str(),
+                    "http://af/x/api/v2/dags/a%3Fb%23c/dagRuns"
+                ),
+                (Err(error), Some(want)) => {
+                    let text = error.to_string();
+                    assert!(
+                        text.starts_with(&format!("dag_id: rendered to {want}")),
+                        "{text}"
+                    );
+                }
+                (got, want) => panic!("{key}: {got:?}, wanted {want:?}"),
             }
         }
     }

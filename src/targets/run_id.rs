@@ -1,15 +1,18 @@
 //! Targets: deterministic run ids, so a redelivered event never starts a second run.
 //!
 //! Airflow accepts run ids matching `^[A-Za-z0-9_.~:+-]+$` (its default
-//! `allowed_run_id_pattern`) of at most 250 characters.
+//! `allowed_run_id_pattern`) of at most 250 characters, but a run whose id is longer than 248
+//! cannot execute: its task log folder `run_id=<id>` would pass the 255-byte file-name limit
+//! (`OSError: [Errno 36] File name too long`, measured on Airflow 2.10 to 3.3). So ids stop at
+//! 248.
 
 use sha2::{Digest, Sha256};
 
 use crate::event::ObjectEvent;
 use crate::template::{hex, is_run_id_char, slug};
 
-/// Longest run id Airflow stores.
-pub const MAX_LEN: usize = 250;
+/// Longest run id whose runs can execute: `run_id=` plus the id fits a 255-byte file name.
+pub const MAX_LEN: usize = 255 - "run_id=".len();
 const HASH_LEN: usize = 16;
 
 /// The default run id for an event on a route: route, bucket, key and the object's write
@@ -26,7 +29,7 @@ pub fn default_for(route: &str, event: &ObjectEvent) -> String {
 }
 
 /// Makes `raw` a valid run id without ever mapping two different inputs to one output:
-/// a valid id of at most 250 characters is kept as is; anything else becomes its slug, cut to
+/// a valid id of at most [`MAX_LEN`] (248) characters is kept as is; anything else becomes its slug, cut to
 /// fit, followed by `~` and 16 hex digits of the SHA-256 of the original.
 pub fn sanitize(raw: &str) -> String {
     if !raw.is_empty() && raw.len() <= MAX_LEN && raw.chars().all(is_run_id_char) {
@@ -76,6 +79,12 @@ mod tests {
         assert_ne!(sanitize(&longer), id, "tails differ, so hashes differ");
         let ascii = "x".repeat(400);
         assert_eq!(sanitize(&ascii).len(), MAX_LEN);
+        assert_eq!(MAX_LEN, 248);
+        // 249 and 250 characters are valid for Airflow's API but their runs cannot execute.
+        let id = "x".repeat(249);
+        assert_ne!(sanitize(&id), id);
+        assert_eq!(sanitize(&id).len(), MAX_LEN);
+        assert_eq!(sanitize(&"x".repeat(248)), "x".repeat(248));
         assert_eq!(
             sanitize(""),
             format!("~{}", &hex(&Sha256::digest(b""))[..16])

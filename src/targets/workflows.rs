@@ -6,7 +6,7 @@ use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BaseUrlConfig, Built, Target, TargetError, problem};
+use super::{BaseUrlConfig, Built, Target, TargetError, path_segment, problem};
 use crate::auth::AuthConfig;
 use crate::http::{Answer, Body, Request, Verdict, join};
 use crate::template::{RenderContext, Templates, ValueTemplate};
@@ -132,11 +132,11 @@ impl Target for Workflows {
             &[
                 "v1",
                 "projects",
-                &self.project,
+                path_segment("project", &self.project)?,
                 "locations",
-                &self.location,
+                path_segment("location", &self.location)?,
                 "workflows",
-                &self.workflow,
+                path_segment("workflow", &self.workflow)?,
                 "executions",
             ],
         );

@@ -300,3 +300,42 @@ fn invoke_is_bounded_by_its_timeout_and_does_not_follow_redirects() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--timeout takes a positive number"));
     drop(runtime);
 }
+
+/// A reader that goes away is no reason to crash, and an unknown command is an error whatever
+/// follows it.
+#[test]
+fn a_closed_stdout_and_unknown_commands() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bucket-trigger"))
+        .current_dir(root())
+        .args([
+            "invoke",
+            "events/s3-put.json",
+            "--config",
+            "examples/bucket-trigger.yaml",
+            "--secrets-file",
+            "examples/secrets.json",
+            "--dry-run",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+
+    for args in [
+        &["replay", "--help"][..],
+        &["replay"][..],
+        &["frobnicate", "-h"][..],
+    ] {
+        let out = bucket_trigger(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("unknown command"),
+            "{args:?}"
+        );
+    }
+}
