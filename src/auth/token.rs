@@ -159,7 +159,7 @@ pub(super) async fn exchange(
             message: Verdict::from_answer(&answer).into_reason(),
         }),
         Sent::Answered(answer) => match Verdict::from_status(answer.status, "") {
-            Verdict::Delivered { .. } | Verdict::AlreadyDelivered => {
+            Verdict::Delivered { .. } | Verdict::AlreadyDelivered | Verdict::Check { .. } => {
                 serde_json::from_str(&answer.body).map_err(|e| AuthError::TokenRefused {
                     url,
                     message: format!("answer is not JSON: {e}"),

@@ -15,9 +15,9 @@ use tracing::Instrument;
 
 use crate::auth::{AuthError, SignContext};
 use crate::clock::Clock;
-use crate::http::{Printable, Request, Sent, Transport, Verdict};
+use crate::http::{Printable, Sent, Transport, Verdict};
 use crate::secrets::SecretCache;
-use crate::targets::{BaseUrlError, Endpoint, TargetError};
+use crate::targets::{BaseUrlError, Built, Endpoint, TargetError};
 use crate::template::RenderContext;
 
 pub use retry::{RetryPolicy, Step};
@@ -238,12 +238,12 @@ impl Delivery<'_> {
         if let Some(run_id) = &built.run_id {
             tracing::Span::current().record("run_id", run_id.as_str());
         }
-        let mut delivered = self.send(endpoint, &root, &built.request).await;
+        let mut delivered = self.send(endpoint, &root, &built).await;
         delivered.run_id = built.run_id;
         delivered
     }
 
-    async fn send(&self, endpoint: &Endpoint, root: &reqwest::Url, request: &Request) -> Delivered {
+    async fn send(&self, endpoint: &Endpoint, root: &reqwest::Url, built: &Built) -> Delivered {
         let cutoff = self.policy.cutoff(self.deadline, Instant::now());
         let mut refreshed = false;
         let mut attempt = 0;
@@ -255,7 +255,7 @@ impl Delivery<'_> {
                     .min(cutoff.saturating_duration_since(Instant::now())),
                 None => self.attempt_timeout,
             };
-            let mut signed = request.clone();
+            let mut signed = built.request.clone();
             let cx = SignContext {
                 secrets: self.secrets,
                 transport: self.transport,
@@ -288,6 +288,10 @@ impl Delivery<'_> {
                     Verdict::from_transport(&error, endpoint.idempotent),
                     error.status,
                 ),
+            };
+            let verdict = match verdict {
+                Verdict::Check { reason } => self.check(endpoint, built, &cx, reason).await,
+                verdict => verdict,
             };
             let can_refresh = !refreshed && endpoint.auth.refreshable();
             let step = self.policy.step(
@@ -323,12 +327,39 @@ impl Delivery<'_> {
         }
     }
 
+    /// Settles an ambiguous answer with the target's check request (signed like the first).
+    /// A check that gets no answer is worth retrying the whole request: only targets with an
+    /// idempotency key ask for checks.
+    async fn check(
+        &self,
+        endpoint: &Endpoint,
+        built: &Built,
+        cx: &SignContext<'_>,
+        conflict: String,
+    ) -> Verdict {
+        let Some(mut request) = endpoint.target.check(built) else {
+            return Verdict::AlreadyDelivered;
+        };
+        let failed = |why: String| Verdict::Retry {
+            reason: format!("{conflict}; then checking failed: {why}"),
+            after: None,
+        };
+        if let Err(error) = endpoint.auth.sign(&mut request, cx).await {
+            return failed(error.to_string());
+        }
+        match self.transport.send(&request, cx.timeout).await {
+            Sent::Answered(answer) => endpoint.target.interpret_check(built, &conflict, &answer),
+            Sent::Failed(error) => failed(error.to_string()),
+            Sent::Printed(_) => Verdict::AlreadyDelivered,
+        }
+    }
+
     /// How a final verdict ends the delivery. A refusal of the credentials is remembered for
     /// the rest of the invocation.
     fn settle(&self, endpoint: &Endpoint, verdict: Verdict) -> Ending {
         match verdict {
             Verdict::Delivered { detail, remote_id } => Ending::Triggered { detail, remote_id },
-            Verdict::AlreadyDelivered => Ending::AlreadyTriggered,
+            Verdict::AlreadyDelivered | Verdict::Check { .. } => Ending::AlreadyTriggered,
             Verdict::Unauthorized { reason } => {
                 endpoint.auth.refused(self.invocation, &reason);
                 Ending::Failed(Failure::Unauthorized(reason))
@@ -345,7 +376,7 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
     use crate::event::ObjectEvent;
-    use crate::http::{Answer, DryRun};
+    use crate::http::{Answer, DryRun, Request};
     use crate::secrets::SecretsFile;
     use crate::targets::TargetConfig;
     use crate::template::Templates;

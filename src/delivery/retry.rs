@@ -64,7 +64,10 @@ impl RetryPolicy {
         jitter: f64,
     ) -> Step {
         let after = match verdict {
-            Verdict::Delivered { .. } | Verdict::AlreadyDelivered | Verdict::Permanent { .. } => {
+            Verdict::Delivered { .. }
+            | Verdict::AlreadyDelivered
+            | Verdict::Check { .. }
+            | Verdict::Permanent { .. } => {
                 return Step::Done;
             }
             Verdict::Unauthorized { .. } if can_refresh => return Step::Refresh,

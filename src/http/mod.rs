@@ -206,6 +206,12 @@ pub enum Verdict {
     },
     /// The target already has this run (e.g. Airflow 409 on an existing run id): a success.
     AlreadyDelivered,
+    /// Ambiguous until checked (Airflow's 409: our run, or another one holding the same logical
+    /// date?): the target's check request settles it.
+    Check {
+        /// What the answer said.
+        reason: String,
+    },
     /// Worth trying again (408, 429, 5xx, connection failures).
     Retry {
         /// Why.
@@ -304,7 +310,8 @@ impl Verdict {
         match self {
             Verdict::Delivered { detail, .. } => detail,
             Verdict::AlreadyDelivered => "already delivered".to_owned(),
-            Verdict::Retry { reason, .. }
+            Verdict::Check { reason }
+            | Verdict::Retry { reason, .. }
             | Verdict::Unauthorized { reason }
             | Verdict::Permanent { reason } => reason,
         }
@@ -390,7 +397,7 @@ mod tests {
         for (code, want) in table {
             let got = match Verdict::from_status(StatusCode::from_u16(code).unwrap(), "body") {
                 Verdict::Delivered { .. } => "delivered",
-                Verdict::AlreadyDelivered => "already",
+                Verdict::AlreadyDelivered | Verdict::Check { .. } => "already",
                 Verdict::Retry { .. } => "retry",
                 Verdict::Unauthorized { .. } => "unauthorized",
                 Verdict::Permanent { .. } => "permanent",

@@ -1,7 +1,7 @@
 //! Targets: Apache Airflow DAG runs, through the stable REST API v1 (Airflow 2), the REST API
 //! v2 (Airflow 3), or the legacy experimental API (Airflow 1.10 and early 2.x).
 
-use reqwest::Url;
+use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -170,6 +170,28 @@ impl Target for Airflow {
         })
     }
 
+    fn check(&self, sent: &Built) -> Option<Request> {
+        let run_id = sent.run_id.as_deref()?;
+        let url = join(&sent.request.url, &[run_id]);
+        Some(Request::new(Method::GET, url))
+    }
+
+    fn interpret_check(&self, sent: &Built, conflict: &str, answer: &Answer) -> Verdict {
+        let run_id = sent.run_id.as_deref().unwrap_or_default();
+        match answer.status.as_u16() {
+            200 => Verdict::AlreadyDelivered,
+            404 => Verdict::Permanent {
+                reason: format!(
+                    "{conflict}, but there is no run {run_id}: another run holds what this one \
+                     needs, most likely the same logical_date (objects written in the same second \
+                     share '{{{{ event_time }}}}'; leave logical_date out, or make it unique per \
+                     object)"
+                ),
+            },
+            _ => Verdict::from_answer(answer),
+        }
+    }
+
     fn interpret(&self, answer: &Answer) -> Verdict {
         let body = answer.body.as_str();
         match answer.status.as_u16() {
@@ -177,7 +199,14 @@ impl Target for Airflow {
                 detail: "dag run created".to_owned(),
                 remote_id: None,
             },
-            409 => Verdict::AlreadyDelivered,
+            // Airflow answers 409 both when our run id exists (a redelivery) and when another run
+            // holds the same logical date (apache/airflow#28486); 3.3 says only "Unique
+            // constraint violation". The check (a GET of our run id) tells them apart; the
+            // experimental API has no such GET.
+            409 if self.api == AirflowApi::Experimental => Verdict::AlreadyDelivered,
+            409 => Verdict::Check {
+                reason: format!("Airflow answered 409: {}", problem(body)),
+            },
             400 => Verdict::Permanent {
                 reason: format!("Airflow rejected the dag run (400): {}", problem(body)),
             },
@@ -287,6 +316,47 @@ mod tests {
         assert_eq!(body["conf"], "{\"k\":1}");
     }
 
+    /// A 409 is checked with a GET of our run id: there, it is a redelivery; absent, another
+    /// run holds what ours needs (the same logical date) and the object did not run.
+    #[test]
+    fn a_409_is_checked_by_run_id() {
+        let (target, templates) =
+            airflow("base_url: http://af/x\ndag_id: d\nrun_id: 'r-{{ sequencer }}'\n");
+        let built = build(&target, &templates);
+        let check = target.target.check(&built).unwrap();
+        assert_eq!(check.method, Method::GET);
+        assert_eq!(
+            check.url.as_str(),
+            "http://af/x/api/v2/dags/d/dagRuns/r-0055"
+        );
+        let ok = |code| StatusCode::from_u16(code).unwrap();
+        let conflict = "Airflow answered 409: Unique constraint violation";
+        let interpret = |code| {
+            target
+                .target
+                .interpret_check(&built, conflict, &Answer::new(ok(code), "{}"))
+        };
+        assert_eq!(interpret(200), Verdict::AlreadyDelivered);
+        let Verdict::Permanent { reason } = interpret(404) else {
+            panic!("no such run: permanent")
+        };
+        assert!(
+            reason.starts_with(conflict)
+                && reason.contains("no run r-0055")
+                && reason.contains("logical_date"),
+            "{reason}"
+        );
+        assert!(matches!(interpret(503), Verdict::Retry { .. }));
+        let (experimental, templates) =
+            airflow("base_url: http://af\napi: experimental\ndag_id: d\n");
+        assert_eq!(
+            experimental.target.interpret(&Answer::new(ok(409), "")),
+            Verdict::AlreadyDelivered,
+            "the experimental API cannot look a run up by id"
+        );
+        let _ = templates;
+    }
+
     #[test]
     fn answers() {
         let (target, _) = airflow("base_url: http://af\ndag_id: d\n");
@@ -296,8 +366,8 @@ mod tests {
             Verdict::Delivered { .. }
         ));
         assert!(matches!(
-            target.target.interpret(&Answer::new(ok(409), "{}")),
-            Verdict::AlreadyDelivered
+            target.target.interpret(&Answer::new(ok(409), r#"{"detail": "Unique constraint violation"}"#)),
+            Verdict::Check { reason } if reason == "Airflow answered 409: Unique constraint violation"
         ));
         assert!(matches!(
             target.target.interpret(&Answer::new(ok(503), "")),

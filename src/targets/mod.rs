@@ -251,6 +251,19 @@ pub trait Target: Send + Sync + fmt::Debug {
 
     /// Reads the orchestrator's answer.
     fn interpret(&self, answer: &Answer) -> Verdict;
+
+    /// For a [`Verdict::Check`]: the request that settles it, sent after `sent`. Default: none,
+    /// the answer is taken as it is (already delivered).
+    fn check(&self, sent: &Built) -> Option<Request> {
+        let _ = sent;
+        None
+    }
+
+    /// Reads the answer to [`Target::check`]; `conflict` is what the first answer said.
+    fn interpret_check(&self, sent: &Built, conflict: &str, answer: &Answer) -> Verdict {
+        let _ = (sent, conflict);
+        Verdict::from_answer(answer)
+    }
 }
 
 /// Why a target could not be configured or a request built. Never retryable.
