@@ -280,9 +280,9 @@ routes:
         assert_eq!(
             targets,
             [
-                "webhook POST http://127.0.0.1/a",
-                "webhook POST http://127.0.0.1/b",
-                "webhook POST http://127.0.0.1/c"
+                "webhook POST http://127.0.0.1:9/a",
+                "webhook POST http://127.0.0.1:9/b",
+                "webhook POST http://127.0.0.1:9/c"
             ]
         );
         assert_eq!(report.summary.dry_run, 3);

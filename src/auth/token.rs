@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::{AuthError, Refusal, SignContext};
-use crate::http::{HeaderValue, Request, Sent, Verdict};
+use crate::http::{HeaderValue, Request, Sent, Verdict, excerpt};
 use crate::secrets::SecretString;
 
 /// Refresh this long before a token's expiry.
@@ -172,7 +172,11 @@ pub(super) async fn exchange(
             Verdict::Unauthorized { .. } | Verdict::Permanent { .. } => {
                 Err(AuthError::TokenRefused {
                     url,
-                    message: format!("HTTP {}: {refused}", answer.status),
+                    message: format!(
+                        "HTTP {}: {refused}{}",
+                        answer.status,
+                        oauth_error(&answer.body)
+                    ),
                 })
             }
         },
@@ -184,6 +188,26 @@ pub(super) async fn exchange(
             url,
             message: "not sent (dry run)".to_owned(),
         }),
+    }
+}
+
+/// What an OAuth 2.0 error answer (RFC 6749 §5.2) says, as `" (invalid_grant: Invalid JWT
+/// Signature.)"`; empty when the answer is not one. The answer was scrubbed of the request's
+/// secrets by the transport.
+fn oauth_error(body: &str) -> String {
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(body) else {
+        return String::new();
+    };
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .and_then(Value::as_str)
+            .map(|t| excerpt(t, 200))
+    };
+    match (text("error"), text("error_description")) {
+        (Some(error), Some(description)) => format!(" ({error}: {description})"),
+        (Some(error), None) => format!(" ({error})"),
+        _ => String::new(),
     }
 }
 
@@ -442,6 +466,11 @@ mod tests {
                 StatusCode::UNAUTHORIZED,
                 "",
                 "refused: HTTP 401 Unauthorized: bad",
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                r#"{"error": "invalid_grant", "error_description": "Invalid JWT Signature."}"#,
+                "refused: HTTP 400 Bad Request: bad (invalid_grant: Invalid JWT Signature.)",
             ),
             (
                 StatusCode::FORBIDDEN,

@@ -246,7 +246,10 @@ impl Delivery<'_> {
     async fn send(&self, endpoint: &Endpoint, root: &reqwest::Url, built: &Built) -> Delivered {
         let cutoff = self.policy.cutoff(self.deadline, Instant::now());
         let mut refreshed = false;
+        // `attempt` counts against the retry budget (a refresh after a 401 does not);
+        // `sends` is what the report says: every request that went out.
         let mut attempt = 0;
+        let mut sends = 0;
         loop {
             attempt += 1;
             let timeout = match cutoff {
@@ -265,8 +268,9 @@ impl Delivery<'_> {
                 invocation: self.invocation,
             };
             if let Err(error) = endpoint.auth.sign(&mut signed, &cx).await {
-                return Delivered::new(Ending::Failed(Failure::Sign(error)), attempt - 1, None);
+                return Delivered::new(Ending::Failed(Failure::Sign(error)), sends, None);
             }
+            sends += 1;
             let span = tracing::info_span!("attempt", attempt, http_status = tracing::field::Empty);
             let sent = self
                 .transport
@@ -323,7 +327,7 @@ impl Delivery<'_> {
                 }),
                 Step::OutOfTime => Ending::Failed(Failure::OutOfTime(verdict.into_reason())),
             };
-            return Delivered::new(ending, attempt, http_status);
+            return Delivered::new(ending, sends, http_status);
         }
     }
 
@@ -587,7 +591,7 @@ mod tests {
             "{}",
             delivered.detail()
         );
-        assert_eq!(delivered.attempts, 1, "the refresh is not an attempt");
+        assert_eq!(delivered.attempts, 2, "both sends are reported");
         assert_eq!(
             *script.authorizations.lock().unwrap(),
             ["Bearer jwt-1", "Bearer jwt-2"]

@@ -113,8 +113,13 @@ impl Webhook {
 
 impl Target for Webhook {
     fn describe(&self) -> String {
+        let port = self
+            .url
+            .port()
+            .map(|port| format!(":{port}"))
+            .unwrap_or_default();
         format!(
-            "webhook {} {}://{}{}",
+            "webhook {} {}://{}{port}{}",
             self.method,
             self.url.scheme(),
             self.url.host_str().unwrap_or_default(),
