@@ -236,6 +236,23 @@ fn test_events_are_recognized_direct_and_in_a_batch() {
     ));
 }
 
+/// An SNS message whose records hold a real object and then S3's test event: the object is
+/// delivered, the test event ignored.
+#[test]
+fn a_test_event_beside_a_real_record_does_not_hide_it() {
+    let real = sample("s3-put.json").to_string();
+    let test = sample("s3-test-event.json").to_string();
+    let sns = |message: &str| json!({"EventSource": "aws:sns", "Sns": {"Message": message}});
+    let parsed = event::parse(json!({"Records": [sns(&real), sns(&test)]})).unwrap();
+    let objects: Vec<_> = parsed.objects().map(|o| o.key.clone()).collect();
+    assert_eq!(objects, ["incoming/sales/Q4 report (2026).csv"]);
+    let only_test = event::parse(json!({"Records": [sns(&test)]})).unwrap();
+    assert!(matches!(
+        &only_test.messages[0].body,
+        Ok(Body::TestEvent { .. })
+    ));
+}
+
 #[test]
 fn bad_input_is_a_clear_error_never_a_panic() {
     let cases: &[(&[u8], &str)] = &[
@@ -245,7 +262,11 @@ fn bad_input_is_a_clear_error_never_a_panic() {
         (br#"{"Records": [{"eventSource": "aws:dynamodb"}]}"#, "\"aws:dynamodb\""),
         (br#"{"detail-type": "Object Deleted", "source": "aws.s3", "detail": {}}"#, "\"Object Deleted\""),
         (br#"{"detail-type": "Object Created", "source": "aws.s3", "detail": {"bucket": {}}}"#, "malformed EventBridge"),
-        (br#"{"Records": [{"eventSource": "aws:s3", "eventTime": "1970-01-01T00:00:00Z", "s3": {"bucket": {"name": "b"}, "object": {}}}]}"#, "malformed S3 notification: missing field `userIdentity`"),
+        // Fields we never use (userIdentity, requestParameters, ...) may be absent; the first
+        // one we use that is missing is named.
+        (br#"{"Records": [{"eventSource": "aws:s3", "eventTime": "1970-01-01T00:00:00Z", "s3": {"bucket": {"name": "b"}, "object": {}}}]}"#, "malformed S3 notification record 0: missing s3.object.key"),
+        (br#"{"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]}"#, "malformed S3 notification record 0: missing eventName"),
+        (br#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]}"#, "malformed S3 notification: missing field `s3`"),
         (br#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "eventTime": "1970-01-01T00:00:00Z", "userIdentity": {}, "requestParameters": {}, "responseElements": {}, "s3": {"bucket": {"name": "b"}, "object": {}}}]}"#, "malformed S3 notification record 0: missing s3.object.key"),
         (br#"{"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "nope"}}]}"#, "Sns.Message is not JSON"),
     ];
