@@ -222,7 +222,7 @@ impl Config {
                 ));
             }
             let matcher = Matcher::new(&route.matcher)
-                .map_err(|e| invalid(format!("{here}.match.glob"), e.to_string()))?;
+                .map_err(|e| invalid(format!("{here}.match.{}", e.field()), e.to_string()))?;
             let configs: Vec<(String, &TargetConfig)> =
                 match (&route.target, route.targets.as_slice()) {
                     (Some(target), []) => vec![(format!("{here}.target"), target)],
@@ -325,6 +325,26 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
             return Err((field.to_owned(), "must be at least 1".to_owned()));
         }
     }
+    // No wait or time limit longer than the longest a Lambda runs: a larger value is a typo
+    // (u64::MAX milliseconds would push every deadline out of reach).
+    const FIFTEEN_MINUTES_MS: u64 = 15 * 60 * 1000;
+    let durations = [
+        ("settings.request_timeout_ms", raw.request_timeout_ms),
+        ("settings.connect_timeout_ms", raw.connect_timeout_ms),
+        ("settings.backoff_base_ms", raw.backoff_base_ms),
+        ("settings.backoff_max_ms", raw.backoff_max_ms),
+        ("settings.deadline_margin_ms", raw.deadline_margin_ms),
+    ];
+    for (field, value) in durations {
+        if value.is_some_and(|ms| ms > FIFTEEN_MINUTES_MS) {
+            return Err((
+                field.to_owned(),
+                format!(
+                    "must be at most {FIFTEEN_MINUTES_MS} (15 minutes, the longest a Lambda runs)"
+                ),
+            ));
+        }
+    }
     Ok(settings)
 }
 
@@ -396,6 +416,14 @@ mod tests {
             (
                 "routes:\n  - name: r\n    target: { kafka: {} }\n".to_owned(),
                 "kafka",
+            ),
+            (
+                format!("settings: {{ deadline_margin_ms: 18446744073709551615 }}\nroutes:\n  - name: r\n    {TARGET}\n"),
+                "settings.deadline_margin_ms: must be at most 900000",
+            ),
+            (
+                format!("routes:\n  - name: r\n    match: {{ event: 'ObjectCreate:*' }}\n    {TARGET}\n"),
+                "routes[0] (r).match.event: \"ObjectCreate:*\" is no S3 event name; did you mean \"ObjectCreated:*\"?",
             ),
         ];
         for (yaml, want) in cases {

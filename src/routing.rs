@@ -5,6 +5,109 @@ use serde::Deserialize;
 use crate::event::ObjectEvent;
 use crate::glob::{Glob, GlobError};
 
+/// The S3 event names a notification can carry (and EventBridge reasons map to), by family.
+/// A route's `event:` is `*`, a family with `:*`, or one of these.
+const EVENT_NAMES: &[&str] = &[
+    "ObjectCreated:Put",
+    "ObjectCreated:Post",
+    "ObjectCreated:Copy",
+    "ObjectCreated:CompleteMultipartUpload",
+    "ObjectRemoved:Delete",
+    "ObjectRemoved:DeleteMarkerCreated",
+    "ObjectRestore:Post",
+    "ObjectRestore:Completed",
+    "ObjectRestore:Delete",
+    "ReducedRedundancyLostObject",
+    "Replication:OperationFailedReplication",
+    "Replication:OperationMissedThreshold",
+    "Replication:OperationReplicatedAfterThreshold",
+    "Replication:OperationNotTracked",
+    "LifecycleExpiration:Delete",
+    "LifecycleExpiration:DeleteMarkerCreated",
+    "LifecycleTransition",
+    "IntelligentTiering",
+    "ObjectTagging:Put",
+    "ObjectTagging:Delete",
+    "ObjectAcl:Put",
+];
+
+/// Why a `match:` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MatchError {
+    /// The glob does not compile.
+    #[error(transparent)]
+    Glob(#[from] GlobError),
+    /// An `event:` pattern no event can match: the route would never fire.
+    #[error("{pattern:?} is no S3 event name{hint}")]
+    Event {
+        /// The pattern as written.
+        pattern: String,
+        /// `; did you mean "..."?`, when one is close.
+        hint: String,
+    },
+}
+
+impl MatchError {
+    /// The field of `match:` at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            MatchError::Glob(_) => "glob",
+            MatchError::Event { .. } => "event",
+        }
+    }
+}
+
+/// Checks an `event:` pattern (without its `s3:` prefix) against [`EVENT_NAMES`].
+fn check_event(pattern: &str) -> Result<(), MatchError> {
+    let known = |pattern: &str| {
+        pattern == "*"
+            || EVENT_NAMES.contains(&pattern)
+            || pattern.strip_suffix(":*").is_some_and(|family| {
+                EVENT_NAMES
+                    .iter()
+                    .any(|name| name.split_once(':').is_some_and(|(f, _)| f == family))
+            })
+    };
+    if known(pattern) {
+        return Ok(());
+    }
+    let candidates = EVENT_NAMES.iter().map(|name| name.to_string()).chain(
+        EVENT_NAMES
+            .iter()
+            .filter_map(|name| name.split_once(':'))
+            .map(|(family, _)| format!("{family}:*")),
+    );
+    let nearest = candidates
+        .map(|candidate| (edit_distance(pattern, &candidate), candidate))
+        .min_by_key(|(distance, _)| *distance)
+        .filter(|(distance, _)| *distance <= 3);
+    Err(MatchError::Event {
+        pattern: pattern.to_owned(),
+        hint: match nearest {
+            Some((_, name)) => format!("; did you mean {name:?}?"),
+            None => "; e.g. \"ObjectCreated:*\", \"ObjectCreated:Put\", \"*\"".to_owned(),
+        },
+    })
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// One value or a list of them (`bucket: a` or `bucket: [a, b]`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
@@ -53,8 +156,8 @@ pub struct Matcher {
 
 impl Matcher {
     /// Compiles a match configuration.
-    pub fn new(config: &MatchConfig) -> Result<Self, GlobError> {
-        let events = config
+    pub fn new(config: &MatchConfig) -> Result<Self, MatchError> {
+        let events: Vec<String> = config
             .event
             .clone()
             .map(OneOrMany::into_vec)
@@ -62,6 +165,9 @@ impl Matcher {
             .into_iter()
             .map(|pattern| pattern.strip_prefix("s3:").unwrap_or(&pattern).to_owned())
             .collect();
+        for pattern in &events {
+            check_event(pattern)?;
+        }
         Ok(Matcher {
             buckets: config
                 .bucket
@@ -130,6 +236,43 @@ fn event_matches(pattern: &str, name: &str) -> bool {
 mod tests {
     use super::*;
     use crate::event::Source;
+
+    #[test]
+    fn event_patterns_must_name_s3_events() {
+        for good in [
+            "*",
+            "ObjectCreated:*",
+            "s3:ObjectCreated:Put",
+            "ObjectRemoved:*",
+            "LifecycleTransition",
+        ] {
+            let config = MatchConfig {
+                event: Some(OneOrMany::One(good.into())),
+                ..MatchConfig::default()
+            };
+            assert!(Matcher::new(&config).is_ok(), "{good}");
+        }
+        for (bad, want) in [
+            (
+                "ObjectCreate:*",
+                "\"ObjectCreate:*\" is no S3 event name; did you mean \"ObjectCreated:*\"?",
+            ),
+            ("ObjectCreated:put", "did you mean \"ObjectCreated:Put\"?"),
+            ("created", "is no S3 event name; e.g. \"ObjectCreated:*\""),
+            (
+                "LifecycleTransition:*",
+                "did you mean \"LifecycleTransition\"?",
+            ),
+        ] {
+            let config = MatchConfig {
+                event: Some(OneOrMany::Many(vec!["ObjectCreated:*".into(), bad.into()])),
+                ..MatchConfig::default()
+            };
+            let err = Matcher::new(&config).unwrap_err();
+            assert_eq!(err.field(), "event");
+            assert!(err.to_string().contains(want), "{bad}: {err}");
+        }
+    }
 
     fn event(bucket: &str, key: &str, name: &str) -> ObjectEvent {
         ObjectEvent {
