@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{BaseUrlConfig, Built, Target, TargetError, path_segment, problem};
 use crate::auth::AuthConfig;
 use crate::http::{Answer, Body, Request, Verdict, join};
-use crate::template::{RenderContext, Templates, ValueTemplate};
+use crate::template::{RenderContext, StringTemplate, Templates, ValueTemplate};
 
 /// The Workflows Executions API.
 pub const EXECUTIONS_ENDPOINT: &str = "https://workflowexecutions.googleapis.com";
@@ -68,9 +68,10 @@ fn google_problem(body: &str) -> String {
 /// A configured Workflows executions target.
 #[derive(Debug)]
 pub(super) struct Workflows {
-    project: String,
-    location: String,
-    workflow: String,
+    /// `project/location/workflow` as written, for descriptions.
+    path: String,
+    /// Project, location and workflow: templates, each one path segment.
+    segments: [StringTemplate; 3],
     argument: Option<ValueTemplate>,
 }
 
@@ -93,10 +94,15 @@ impl Workflows {
                 });
             }
         }
+        let mut segment =
+            |field: &str, source: &str| templates.add_string(&format!("{name}.{field}"), source);
         Ok(Workflows {
-            project: config.project.clone(),
-            location: config.location.clone(),
-            workflow: config.workflow.clone(),
+            path: format!("{}/{}/{}", config.project, config.location, config.workflow),
+            segments: [
+                segment("project", &config.project)?,
+                segment("location", &config.location)?,
+                segment("workflow", &config.workflow)?,
+            ],
             argument: config
                 .argument
                 .as_ref()
@@ -108,10 +114,7 @@ impl Workflows {
 
 impl Target for Workflows {
     fn describe(&self) -> String {
-        format!(
-            "workflows {}/{}/{}",
-            self.project, self.location, self.workflow
-        )
+        format!("workflows {}", self.path)
     }
 
     fn build(&self, render: &RenderContext<'_>, base: &Url) -> Result<Built, TargetError> {
@@ -127,16 +130,22 @@ impl Target for Workflows {
                 ),
             });
         }
+        let [project, location, workflow] = &self.segments;
+        let (project, location, workflow) = (
+            render.string(project)?,
+            render.string(location)?,
+            render.string(workflow)?,
+        );
         let url = join(
             base,
             &[
                 "v1",
                 "projects",
-                path_segment("project", &self.project)?,
+                path_segment("project", &project)?,
                 "locations",
-                path_segment("location", &self.location)?,
+                path_segment("location", &location)?,
                 "workflows",
-                path_segment("workflow", &self.workflow)?,
+                path_segment("workflow", &workflow)?,
                 "executions",
             ],
         );
@@ -291,6 +300,28 @@ mod tests {
         assert_eq!(
             body,
             serde_json::json!({"argument": "{\"uri\":\"s3://acme/a b.csv\"}"})
+        );
+    }
+
+    /// Every target string is a template, the workflow's path included.
+    #[test]
+    fn project_location_and_workflow_are_templates() {
+        let (target, templates) = workflows(&CONFIG.replace(
+            "workflow: ingest",
+            "workflow: \"ingest-{{ key | dirname | slug }}\"",
+        ));
+        let event = event("sales/q4.csv");
+        let built = target
+            .check(&RenderContext::new(&templates, &event, "r"))
+            .unwrap();
+        assert!(
+            built
+                .request
+                .url
+                .as_str()
+                .ends_with("/workflows/ingest-sales/executions"),
+            "{}",
+            built.request.url
         );
     }
 
