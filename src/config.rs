@@ -418,6 +418,14 @@ mod tests {
                 "kafka",
             ),
             (
+                format!("routes:\n  - name: r\n    match: {{ bucket: {{ a: 1 }} }}\n    {TARGET}\n"),
+                "line 3 column 22: a string or a list of strings",
+            ),
+            (
+                "routes:\n  - name: r\n    target: { airflow: { base_url: [1], dag_id: d } }\n".to_owned(),
+                "a URL, or { secret: ID, field: NAME }",
+            ),
+            (
                 format!("settings: {{ deadline_margin_ms: 18446744073709551615 }}\nroutes:\n  - name: r\n    {TARGET}\n"),
                 "settings.deadline_margin_ms: must be at most 900000",
             ),

@@ -110,7 +110,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// One value or a list of them (`bucket: a` or `bucket: [a, b]`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "a string or a list of strings")]
 pub enum OneOrMany {
     /// A single value.
     One(String),

@@ -122,7 +122,7 @@ impl ObjectEvent {
 pub enum EventError {
     /// The payload is not JSON at all.
     #[error("event is not valid JSON: {0}")]
-    Json(#[source] serde_json::Error),
+    Json(serde_json::Error),
     /// JSON, but none of the shapes we accept.
     #[error(
         "unrecognized event shape ({found}); expected an S3 notification (Records[].eventSource \

@@ -11,7 +11,10 @@ use crate::secrets::{SecretCache, SecretsError};
 
 /// `base_url:` (or `url:`) as written: a URL, or where to find one in a secret.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a URL, or { secret: ID, field: NAME } naming the secret that holds one"
+)]
 pub enum BaseUrlConfig {
     /// The URL itself.
     Url(String),
@@ -130,6 +133,12 @@ pub(crate) fn parse_base_url(field: &str, raw: &str) -> Result<Url, TargetError>
         url: raw.to_owned(),
         reason: reason.to_owned(),
     };
+    if raw.contains("{{") || raw.contains("{%") {
+        return Err(error(
+            "templates are not allowed in a base URL (event data never chooses the host); \
+             template dag_id, workflow_id or the body instead",
+        ));
+    }
     let url = Url::parse(raw).map_err(|e| error(&e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(error("scheme must be http or https"));
@@ -160,6 +169,13 @@ mod tests {
             assert!(err.starts_with("base_url: invalid URL"), "{err}");
             assert!(!err.contains("pw@") || bad.contains("pw@"), "{err}");
         }
+        let err = parse_base_url("base_url", "https://{{ bucket }}.example.com")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("templates are not allowed in a base URL"),
+            "{err}"
+        );
         assert!(BaseUrl::with_query("url", "https://h/hook?k=1").is_ok());
         assert!(BaseUrl::with_query("url", "http://u:p@h/x").is_err());
     }
