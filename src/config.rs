@@ -244,14 +244,16 @@ impl Config {
                     .map_err(|e| invalid(name.clone(), e.to_string()))?;
                 targets.push((name, endpoint));
             }
-            // Render once against a full sample event so undefined names and filter
-            // mistakes fail here, at cold start, not on the first real object.
-            let sample = sample_event();
-            let render = RenderContext::new(&templates, &sample, &route.name);
-            for (name, endpoint) in &targets {
-                endpoint
-                    .check(&render)
-                    .map_err(|e| invalid(name.clone(), e.to_string()))?;
+            // Render against every shape an event can take, so undefined names and filter
+            // mistakes (a filter on the null `version_id` of an unversioned bucket) fail here,
+            // at cold start, naming the shape, not on the first real object of that shape.
+            for (shape, sample) in sample_events() {
+                let render = RenderContext::new(&templates, &sample, &route.name);
+                for (name, endpoint) in &targets {
+                    endpoint
+                        .check(&render)
+                        .map_err(|e| invalid(name.clone(), format!("{e} (rendering {shape})")))?;
+                }
             }
             let targets = targets.into_iter().map(|(_, endpoint)| endpoint).collect();
             routes.push(Route {
@@ -348,6 +350,51 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
     Ok(settings)
 }
 
+/// The shapes an event can take, each with what makes it different, for checking templates at
+/// load time.
+fn sample_events() -> [(&'static str, ObjectEvent); 6] {
+    let versioned = sample_event();
+    [
+        ("a versioned S3 object", versioned.clone()),
+        (
+            "an object in an unversioned bucket (version_id null)",
+            ObjectEvent {
+                version_id: None,
+                ..versioned.clone()
+            },
+        ),
+        (
+            "an EventBridge event (no SQS message id)",
+            ObjectEvent {
+                source: Source::EventBridge,
+                record_id: None,
+                ..versioned.clone()
+            },
+        ),
+        (
+            "an S3 event delivered through SQS",
+            ObjectEvent {
+                source: Source::SqsS3,
+                ..versioned.clone()
+            },
+        ),
+        (
+            "a key with no folder",
+            ObjectEvent {
+                key: "file.csv".into(),
+                ..versioned.clone()
+            },
+        ),
+        (
+            "a unicode key",
+            ObjectEvent {
+                key: "données/été 2026/報告 (v2).csv".into(),
+                ..versioned
+            },
+        ),
+    ]
+}
+
 /// An event with every field set, for checking templates at load time.
 fn sample_event() -> ObjectEvent {
     ObjectEvent {
@@ -424,6 +471,10 @@ mod tests {
             (
                 "routes:\n  - name: r\n    target: { airflow: { base_url: [1], dag_id: d } }\n".to_owned(),
                 "a URL, or { secret: ID, field: NAME }",
+            ),
+            (
+                "routes:\n  - name: r\n    target: { airflow: { base_url: 'http://af', dag_id: d, run_id: '{{ version_id | slug }}' } }\n".to_owned(),
+                "(rendering an object in an unversioned bucket (version_id null))",
             ),
             (
                 format!("settings: {{ deadline_margin_ms: 18446744073709551615 }}\nroutes:\n  - name: r\n    {TARGET}\n"),
