@@ -43,6 +43,13 @@ pub struct GlobError {
 impl Glob {
     /// Compiles a pattern.
     pub fn new(pattern: &str) -> Result<Glob, GlobError> {
+        if unescaped(pattern).contains("***") {
+            return Err(GlobError {
+                pattern: pattern.to_owned(),
+                reason: "at most two stars in a row: `*` within a folder, `**` across folders"
+                    .to_owned(),
+            });
+        }
         let glob = GlobBuilder::new(&translate(pattern))
             .literal_separator(true)
             .backslash_escape(true)
@@ -71,6 +78,32 @@ impl Glob {
     pub fn is_match(&self, key: &str) -> bool {
         self.matcher.is_match(key)
     }
+}
+
+/// The pattern without escaped characters and `[...]` classes, where a star is literal.
+fn unescaped(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars();
+    let mut in_class = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if !in_class => {
+                chars.next();
+                out.push(' ');
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(' ');
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(' ');
+            }
+            _ if in_class => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Our pattern in `globset`'s syntax, with the same meaning.
@@ -172,7 +205,7 @@ mod tests {
             ("a**/b", "axb", false),
             ("a**", "a/x/y", true),
             ("a**", "b/a", false),
-            ("***.csv", "x/y.csv", true),
+            ("*\\**.csv", "a*b.csv", true),
             // Braces and commas are literal.
             ("a{b,c}", "a{b,c}", true),
             ("a{b,c}", "ab", false),
@@ -199,6 +232,15 @@ mod tests {
                 .to_string()
                 .contains("out of order")
         );
+        for stars in ["***", "raw/***/x.csv", "a****"] {
+            let err = Glob::new(stars).unwrap_err().to_string();
+            assert!(err.contains("at most two stars in a row"), "{err}");
+        }
+        assert!(
+            Glob::new("[*][*][*]x").is_ok(),
+            "stars in classes are literal"
+        );
+        assert!(Glob::new("\\*\\*\\*").is_ok(), "escaped stars are literal");
     }
 
     #[test]
