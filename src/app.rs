@@ -13,7 +13,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Route};
 use crate::delivery::{Delivery, Status};
 use crate::event::{Body, ObjectEvent, Parsed};
-use crate::http::{DryRun, Network, NetworkSettings, Transport};
+use crate::http::{DryRun, Network, Transport};
 use crate::report::{BadMessage, Outcome, Report, Skipped};
 use crate::secrets::{SecretCache, SecretSource};
 use crate::targets::Endpoint;
@@ -34,12 +34,7 @@ pub struct App {
 impl App {
     /// An app that sends over the network (one HTTP client: one pool, one TLS configuration).
     pub fn new(config: Config, secrets: Box<dyn SecretSource>) -> Result<App, reqwest::Error> {
-        let settings = &config.settings;
-        let network = Network::new(&NetworkSettings {
-            connect_timeout: settings.connect_timeout,
-            request_timeout: settings.request_timeout,
-            tls_roots: settings.tls_roots,
-        })?;
+        let network = Network::new(&config.settings.network())?;
         Ok(App::with_parts(
             config,
             secrets,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::delivery::RetryPolicy;
 use crate::event::{ObjectEvent, Source};
-use crate::http::TlsRoots;
+use crate::http::{NetworkSettings, TlsRoots};
 use crate::routing::{MatchConfig, Matcher};
 use crate::targets::{Endpoint, TargetConfig};
 use crate::template::{RenderContext, Templates};
@@ -85,6 +85,17 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// HTTPS trust anchors.
     pub tls_roots: TlsRoots,
+}
+
+impl Settings {
+    /// What the HTTP client is built with.
+    pub fn network(&self) -> NetworkSettings {
+        NetworkSettings {
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            tls_roots: self.tls_roots,
+        }
+    }
 }
 
 /// A compiled route.

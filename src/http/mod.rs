@@ -81,7 +81,8 @@ impl Body {
 }
 
 /// One HTTP request, built by a target (or a token source) and signed by an auth scheme.
-#[derive(Debug, Clone)]
+/// `Debug` prints it as dry runs do: secrets redacted, the URL included.
+#[derive(Clone)]
 pub struct Request {
     /// HTTP method.
     pub method: Method,
@@ -147,6 +148,12 @@ impl Request {
                 Body::Secret { .. } => Some(Value::String("****".to_owned())),
             },
         }
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.printable(), f)
     }
 }
 
@@ -498,6 +505,22 @@ mod tests {
             url.as_str(),
             "https://airflow.example.com/composer/api/v1/dags/a%20b%2Fc%3Fd%23e%25/dagRuns"
         );
+    }
+
+    #[test]
+    fn debug_prints_the_redacted_url() {
+        let mut request = Request::new(
+            Method::POST,
+            Url::parse("http://h/jobs/?oauth_consumer_key=MARKER-ck&oauth_signature=c2ln").unwrap(),
+        );
+        request.url_shown =
+            Some("http://h/jobs/?oauth_consumer_key=****&oauth_signature=****".into());
+        let debug = format!("{request:?}");
+        assert!(
+            !debug.contains("MARKER-ck") && !debug.contains("c2ln"),
+            "{debug}"
+        );
+        assert!(debug.contains("oauth_consumer_key=****"), "{debug}");
     }
 
     #[test]

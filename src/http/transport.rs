@@ -23,6 +23,18 @@ use super::{Answer, Body, HeaderValue, Printable, Request, TlsRoots};
 /// tokens are short. The rest is not read: the connection is closed instead of drained.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
+/// The fields of a secret form or JSON body (a token request's) that carry credentials. Only
+/// these are scrubbed: scrubbing every value (a scope, a grant type, a username) could corrupt
+/// a token answer that happens to contain one.
+const CREDENTIAL_FIELDS: &[&str] = &[
+    "password",
+    "client_id",
+    "client_secret",
+    "assertion",
+    "subject_token",
+    "refresh_token",
+];
+
 /// Secrets shorter than this are not scrubbed (they would mangle every message); none of the
 /// schemes we sign with produces one.
 const MIN_SCRUBBED_LEN: usize = 4;
@@ -223,7 +235,12 @@ impl Network {
                 return Sent::Failed(TransportError::from_reqwest(&error, Some(status.as_u16())));
             }
         };
-        let body = scrub(&String::from_utf8_lossy(&body), &secrets_of(request));
+        let body = String::from_utf8_lossy(&body);
+        let body = if body.is_empty() {
+            String::new()
+        } else {
+            scrub(&body, &secrets_of(request))
+        };
         Sent::Answered(Answer {
             status,
             headers,
@@ -278,11 +295,20 @@ fn secrets_of(request: &Request) -> Vec<String> {
     if let Body::Secret { text, .. } = &request.body {
         let text = text.expose();
         found.push(text.to_owned());
+        let credential = |name: &str| CREDENTIAL_FIELDS.contains(&name);
         match serde_json::from_str::<Value>(text) {
-            Ok(Value::Object(fields)) => {
-                found.extend(fields.values().filter_map(Value::as_str).map(str::to_owned))
-            }
-            _ => found.extend(form_urlencoded::parse(text.as_bytes()).map(|(_, v)| v.into_owned())),
+            Ok(Value::Object(fields)) => found.extend(
+                fields
+                    .iter()
+                    .filter(|(name, _)| credential(name))
+                    .filter_map(|(_, value)| value.as_str())
+                    .map(str::to_owned),
+            ),
+            _ => found.extend(
+                form_urlencoded::parse(text.as_bytes())
+                    .filter(|(name, _)| credential(name))
+                    .map(|(_, value)| value.into_owned()),
+            ),
         }
     }
     if let Some(shown) = &request.url_shown {
@@ -465,6 +491,17 @@ mod tests {
         };
         let answer = answered(&request).await;
         assert_eq!(answer.status.as_u16(), 401);
+        // Of a secret body's fields, only credentials are scrubbed on their own: a token
+        // answer quoting the scope or grant type is left whole.
+        let scrubbed = secrets_of(&request);
+        assert!(
+            scrubbed.iter().any(|s| s == "MARKER-cs-77ab"),
+            "{scrubbed:?}"
+        );
+        assert!(
+            !scrubbed.iter().any(|s| s == "client_credentials"),
+            "{scrubbed:?}"
+        );
         for leaked in [password, pair.as_str(), basic.as_str(), "MARKER-cs-77ab"] {
             assert!(!answer.body.contains(leaked), "{leaked} in {}", answer.body);
         }

@@ -50,9 +50,8 @@ pub enum TargetConfig {
 struct Facts<'a> {
     /// The orchestrator, as error messages name it.
     kind: &'static str,
-    /// The auth schemes it accepts, and how to say so when another is configured.
+    /// The auth schemes it accepts.
     accepts: &'static [AuthKind],
-    accepts_text: &'static str,
     /// Its `auth:`.
     auth: &'a AuthConfig,
     /// Where its URL comes from, and the field that says so.
@@ -80,7 +79,6 @@ impl TargetConfig {
             TargetConfig::Airflow(config) => Facts {
                 kind: "Airflow",
                 accepts: AuthKind::ALL,
-                accepts_text: "any scheme",
                 auth: &config.auth,
                 base: Base::Config("base_url", &config.base_url),
                 idempotent: true,
@@ -88,7 +86,6 @@ impl TargetConfig {
             TargetConfig::Alteryx(config) => Facts {
                 kind: "Alteryx",
                 accepts: &[A::Oauth1, A::Oauth2, A::Bearer],
-                accepts_text: "oauth1 (API v1), oauth2 or bearer",
                 auth: &config.auth,
                 base: Base::Config("base_url", &config.base_url),
                 idempotent: config.retry_on_timeout,
@@ -96,7 +93,6 @@ impl TargetConfig {
             TargetConfig::Webhook(config) => Facts {
                 kind: "a webhook",
                 accepts: &[A::None, A::Basic, A::Bearer, A::Oauth2],
-                accepts_text: "none, basic, bearer or oauth2",
                 auth: &config.auth,
                 base: Base::WithQuery("url", &config.url),
                 idempotent: false,
@@ -104,7 +100,6 @@ impl TargetConfig {
             TargetConfig::Workflows(config) => Facts {
                 kind: "Workflows",
                 accepts: &[A::GoogleAccessToken, A::Bearer],
-                accepts_text: "a Google access token (google_access_token) or bearer",
                 auth: &config.auth,
                 base: Base::Default(
                     "endpoint",
@@ -116,7 +111,6 @@ impl TargetConfig {
             TargetConfig::WorkflowsCallback(config) => Facts {
                 kind: "Workflows",
                 accepts: &[A::GoogleAccessToken, A::Bearer],
-                accepts_text: "a Google access token (google_access_token) or bearer",
                 auth: &config.auth,
                 base: Base::Config("url", &config.url),
                 idempotent: false,
@@ -129,14 +123,15 @@ impl TargetConfig {
         let facts = self.facts();
         let auth = facts.auth.kind();
         if !facts.accepts.contains(&auth) {
+            let names: Vec<&str> = facts.accepts.iter().map(|kind| kind.name()).collect();
+            let accepted = match names.split_last() {
+                Some((last, [])) => (*last).to_owned(),
+                Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                None => "no scheme".to_owned(),
+            };
             return Err(TargetError::Invalid {
                 field: format!("{name}.auth"),
-                reason: format!(
-                    "{} takes {}, not {}",
-                    facts.kind,
-                    facts.accepts_text,
-                    auth.name()
-                ),
+                reason: format!("{} takes {accepted}, not {}", facts.kind, auth.name()),
             });
         }
         let base_url = match facts.base {
@@ -366,13 +361,11 @@ mod tests {
             ),
             (
                 "workflows: { project: p, location: l, workflow: w, auth: { basic: { secret: s } } }",
-                Some(
-                    "Workflows takes a Google access token (google_access_token) or bearer, not basic",
-                ),
+                Some("Workflows takes google_access_token or bearer, not basic"),
             ),
             (
                 "alteryx: { api: v3, base_url: 'http://a', workflow_id: w, auth: none }",
-                Some("Alteryx takes oauth1 (API v1), oauth2 or bearer, not none"),
+                Some("Alteryx takes oauth1, oauth2 or bearer, not none"),
             ),
         ];
         for (yaml, want) in table {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bucket_trigger::app::App;
 use bucket_trigger::clock::ManualClock;
 use bucket_trigger::config::Config;
-use bucket_trigger::http::{Network, NetworkSettings};
+use bucket_trigger::http::Network;
 use bucket_trigger::secrets::SecretsFile;
 use lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -39,12 +39,7 @@ pub fn app(config: &str, secrets: &str) -> App {
 pub fn app_with_clock(config: &str, secrets: &str, clock: Arc<ManualClock>) -> App {
     let config = Config::parse(config, "test config").unwrap();
     let source = SecretsFile::parse(std::path::Path::new("test-secrets.json"), secrets).unwrap();
-    let network = Network::new(&NetworkSettings {
-        connect_timeout: config.settings.connect_timeout,
-        request_timeout: config.settings.request_timeout,
-        tls_roots: config.settings.tls_roots,
-    })
-    .unwrap();
+    let network = Network::new(&config.settings.network()).unwrap();
     App::with_parts(config, Box::new(source), Box::new(network), clock)
 }
 
