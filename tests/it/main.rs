@@ -7,5 +7,7 @@ mod deploy;
 mod events;
 mod google;
 mod handler;
+mod lambda;
+mod runtime;
 mod secrets_manager;
 mod support;
