@@ -27,6 +27,15 @@ impl TemplateError {
         {
             message = format!("{message}: {detail}");
         }
+        // minijinja names the expression (`event.buckett` is undefined); say what exists.
+        if error.kind() == minijinja::ErrorKind::UndefinedError {
+            let fields: Vec<&str> = CONTEXT_NAMES
+                .iter()
+                .copied()
+                .filter(|name| !matches!(*name, "event" | "route"))
+                .collect();
+            message = format!("{message}; an event has: {}", fields.join(", "));
+        }
         TemplateError {
             name: name.to_owned(),
             message,
@@ -492,7 +501,11 @@ mod tests {
         let event = event();
         let err = RenderContext::new(&templates, &event, "r")
             .string(&t)
-            .unwrap_err();
-        assert!(err.to_string().contains("routes[0].x"), "{err}");
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("template routes[0].x: undefined value"), "{err}");
+        assert!(err.contains("`event.buckett` is undefined"), "{err}");
+        assert!(err.contains("an event has: bucket, key, size,"), "{err}");
+        assert!(!err.contains("record_id, event"), "{err}");
     }
 }
