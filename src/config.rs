@@ -10,7 +10,7 @@ use crate::delivery::RetryPolicy;
 use crate::event::{ObjectEvent, Source};
 use crate::http::{NetworkSettings, TlsRoots};
 use crate::routing::{MatchConfig, Matcher};
-use crate::targets::{Endpoint, TargetConfig};
+use crate::targets::{Endpoint, TargetConfig, TargetError};
 use crate::template::{RenderContext, Templates};
 
 /// Inline configuration (YAML or JSON).
@@ -68,6 +68,10 @@ pub struct RawRoute {
     /// ... or several (fan-out).
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
+    /// Let `http://` leave this machine (credentials and event data in clear text). Off:
+    /// plain HTTP is for loopback hosts only.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 /// Compiled settings.
@@ -204,6 +208,14 @@ impl Config {
             field,
             message,
         };
+        // A target's error names its own field (`...targets[1].url`) when it has one.
+        let target_invalid = |name: &str, error: TargetError| match error {
+            TargetError::Invalid { field, reason } => invalid(field, reason),
+            TargetError::Url { field, url, reason } => {
+                invalid(field, format!("invalid URL {url:?}: {reason}"))
+            }
+            error @ TargetError::Template(_) => invalid(name.to_owned(), error.to_string()),
+        };
         let settings =
             compile_settings(&raw.settings).map_err(|(field, message)| invalid(field, message))?;
         if raw.routes.is_empty() {
@@ -250,9 +262,15 @@ impl Config {
             let mut targets = Vec::with_capacity(configs.len());
             for (name, config) in configs {
                 secret_ids.extend(config.secret_ids().into_iter().map(str::to_owned));
-                let endpoint = config
+                let mut endpoint = config
                     .build(&name, &mut templates)
-                    .map_err(|e| invalid(name.clone(), e.to_string()))?;
+                    .map_err(|e| target_invalid(&name, e))?;
+                if !route.allow_http {
+                    config
+                        .refuse_clear_text(&name)
+                        .map_err(|e| target_invalid(&name, e))?;
+                }
+                endpoint.allow_http = route.allow_http;
                 targets.push((name, endpoint));
             }
             // Render against every shape an event can take, so undefined names and filter
@@ -431,7 +449,7 @@ mod tests {
         Config::parse(yaml, "test.yaml").unwrap_err().to_string()
     }
 
-    const TARGET: &str = "target: { airflow: { base_url: 'http://af', dag_id: d } }";
+    const TARGET: &str = "target: { airflow: { base_url: 'https://af', dag_id: d } }";
 
     #[test]
     fn a_minimal_config_compiles_with_defaults() {
@@ -450,12 +468,12 @@ mod tests {
                 "unknown field",
             ),
             (
-                "routes:\n  - name: r\n    target: { airflow: { base_url: 'http://af', dag_id: d, run_id: '{{ nope }}' } }\n".to_owned(),
+                "routes:\n  - name: r\n    target: { airflow: { base_url: 'https://af', dag_id: d, run_id: '{{ nope }}' } }\n".to_owned(),
                 "routes[0] (r).target: template routes[0] (r).target.run_id",
             ),
             (
                 "routes:\n  - name: r\n    target: { airflow: { base_url: 'ftp://af', dag_id: d } }\n".to_owned(),
-                "routes[0] (r).target: routes[0] (r).target.base_url: invalid URL",
+                "config test.yaml: routes[0] (r).target.base_url: invalid URL",
             ),
             (
                 format!("routes:\n  - name: r\n    {TARGET}\n  - name: r\n    {TARGET}\n"),
@@ -484,7 +502,7 @@ mod tests {
                 "a URL, or { secret: ID, field: NAME }",
             ),
             (
-                "routes:\n  - name: r\n    target: { airflow: { base_url: 'http://af', dag_id: d, run_id: '{{ version_id | slug }}' } }\n".to_owned(),
+                "routes:\n  - name: r\n    target: { airflow: { base_url: 'https://af', dag_id: d, run_id: '{{ version_id | slug }}' } }\n".to_owned(),
                 "(rendering an object in an unversioned bucket (version_id null))",
             ),
             (
@@ -504,18 +522,58 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_beyond_this_machine_needs_allow_http() {
+        for (target, field) in [
+            (
+                "webhook: { url: 'http://hook.example.com/x' }",
+                "routes[0] (r).target.url",
+            ),
+            (
+                "airflow: { base_url: 'http://10.1.2.3:8080', dag_id: d }",
+                "routes[0] (r).target.base_url",
+            ),
+            (
+                "alteryx: { api: v3, base_url: 'https://a', workflow_id: w, auth: { oauth2: { secret: s, token_url: 'http://idp.example.com/token' } } }",
+                "routes[0] (r).target.auth.token_url",
+            ),
+        ] {
+            let yaml = format!("routes:\n  - name: r\n    target: {{ {target} }}\n");
+            let error = Config::parse(&yaml, "t").unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("config t: {field}: http:// would send")),
+                "{error}"
+            );
+            assert!(error.contains("allow_http: true"), "{error}");
+            let allowed = format!("{yaml}    allow_http: true\n");
+            Config::parse(&allowed, "t").unwrap();
+        }
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]",
+        ] {
+            let yaml =
+                format!("routes:\n  - name: r\n    target: {{ webhook: {{ url: '{local}' }} }}\n");
+            Config::parse(&yaml, "t").unwrap();
+        }
+    }
+
+    #[test]
     fn fan_out_and_matching() {
         let yaml = "
 routes:
   - name: csv
     match: { suffix: .csv }
     targets:
-      - airflow: { base_url: 'http://af', dag_id: a, auth: { basic: { secret: s1 } } }
+      - airflow: { base_url: 'https://af', dag_id: a, auth: { basic: { secret: s1 } } }
       - webhook: { url: 'http://hook', auth: { bearer: { secret: s2 } } }
+    allow_http: true
   - name: all
-    target: { webhook: { url: 'http://hook', auth: { bearer: { secret: s1 } } } }
+    target: { webhook: { url: 'https://hook', auth: { bearer: { secret: s1 } } } }
 ";
         let config = Config::parse(yaml, "t").unwrap();
+        assert!(config.routes[0].targets[1].allow_http);
+        assert!(!config.routes[1].targets[0].allow_http);
         assert_eq!(config.secret_ids, vec!["s1", "s2"]);
         let event = sample_event();
         let names: Vec<_> = config.matching(&event).map(|r| r.name.as_str()).collect();

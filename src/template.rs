@@ -503,7 +503,10 @@ mod tests {
             .string(&t)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("template routes[0].x: undefined value"), "{err}");
+        assert!(
+            err.starts_with("template routes[0].x: undefined value"),
+            "{err}"
+        );
         assert!(err.contains("`event.buckett` is undefined"), "{err}");
         assert!(err.contains("an event has: bucket, key, size,"), "{err}");
         assert!(!err.contains("record_id, event"), "{err}");

@@ -107,6 +107,14 @@ impl AuthKind {
 }
 
 impl AuthConfig {
+    /// A token endpoint fixed in configuration, if the scheme has one.
+    pub fn token_url(&self) -> Option<&str> {
+        match self {
+            AuthConfig::Oauth2(config) => config.token_url.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Which scheme this is.
     pub fn kind(&self) -> AuthKind {
         match self {

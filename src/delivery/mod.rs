@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::auth::{AuthError, SignContext};
 use crate::clock::Clock;
-use crate::http::{Printable, Sent, Transport, Verdict};
+use crate::http::{ClearTextGuard, Printable, Sent, Transport, Verdict};
 use crate::secrets::SecretCache;
 use crate::targets::{BaseUrlError, Built, Endpoint, TargetError};
 use crate::template::RenderContext;
@@ -238,12 +238,20 @@ impl Delivery<'_> {
         if let Some(run_id) = &built.run_id {
             tracing::Span::current().record("run_id", run_id.as_str());
         }
-        let mut delivered = self.send(endpoint, &root, &built).await;
+        // Every request of this delivery, token requests included, passes the clear-text rule.
+        let transport = ClearTextGuard::new(self.transport, endpoint.allow_http);
+        let mut delivered = self.send(&transport, endpoint, &root, &built).await;
         delivered.run_id = built.run_id;
         delivered
     }
 
-    async fn send(&self, endpoint: &Endpoint, root: &reqwest::Url, built: &Built) -> Delivered {
+    async fn send(
+        &self,
+        transport: &dyn Transport,
+        endpoint: &Endpoint,
+        root: &reqwest::Url,
+        built: &Built,
+    ) -> Delivered {
         let cutoff = self.policy.cutoff(self.deadline, Instant::now());
         let mut refreshed = false;
         // `attempt` counts against the retry budget (a refresh after a 401 does not);
@@ -261,7 +269,7 @@ impl Delivery<'_> {
             let mut signed = built.request.clone();
             let cx = SignContext {
                 secrets: self.secrets,
-                transport: self.transport,
+                transport,
                 clock: self.clock,
                 root,
                 timeout,
@@ -272,8 +280,7 @@ impl Delivery<'_> {
             }
             sends += 1;
             let span = tracing::info_span!("attempt", attempt, http_status = tracing::field::Empty);
-            let sent = self
-                .transport
+            let sent = transport
                 .send(&signed, timeout)
                 .instrument(span.clone())
                 .await;
@@ -351,7 +358,7 @@ impl Delivery<'_> {
         if let Err(error) = endpoint.auth.sign(&mut request, cx).await {
             return failed(error.to_string());
         }
-        match self.transport.send(&request, cx.timeout).await {
+        match cx.transport.send(&request, cx.timeout).await {
             Sent::Answered(answer) => endpoint.target.interpret_check(built, &conflict, &answer),
             Sent::Failed(error) => failed(error.to_string()),
             Sent::Printed(_) => Verdict::AlreadyDelivered,

@@ -20,7 +20,8 @@ use serde_json::Value;
 use crate::secrets::SecretString;
 
 pub use transport::{
-    DryRun, MAX_ANSWER_BYTES, Network, NetworkSettings, Sent, Transport, TransportError, scrub,
+    ClearTextGuard, DryRun, MAX_ANSWER_BYTES, Network, NetworkSettings, Sent, Transport,
+    TransportError, scrub,
 };
 
 /// A header value that may carry a secret.
@@ -360,6 +361,29 @@ pub enum TlsRoots {
     System,
 }
 
+/// The host `url` would reach in clear text across a network: `http://` to anything but a
+/// loopback address or `localhost`. `None` for `https://` and for this machine.
+pub fn clear_text_host(url: &Url) -> Option<String> {
+    if url.scheme() != "http" {
+        return None;
+    }
+    let host = url.host_str()?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_owned())
+}
+
+/// Why a URL to `host` (from [`clear_text_host`]) is refused, and the two ways out.
+pub fn clear_text_reason(host: &str) -> String {
+    format!(
+        "http:// would send credentials and event data to {host} in clear text; use https://, \
+         or set `allow_http: true` on the route (loopback hosts are always allowed)"
+    )
+}
+
 /// `base` with `segments` appended, each percent-encoded as one path segment.
 pub fn join(base: &Url, segments: &[&str]) -> Url {
     let mut url = base.clone();
@@ -381,6 +405,31 @@ pub fn excerpt(body: &str, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clear_text_is_refused_beyond_this_machine() {
+        let host = |url: &str| clear_text_host(&Url::parse(url).unwrap());
+        for local in [
+            "http://127.0.0.1:8080/api",
+            "http://127.9.9.9/",
+            "http://[::1]:80/",
+            "http://localhost:8080/",
+            "http://LOCALHOST/",
+            "https://airflow.example.com/",
+            "https://10.0.0.1/",
+        ] {
+            assert_eq!(host(local), None, "{local}");
+        }
+        for (remote, expected) in [
+            ("http://airflow.example.com/api", "airflow.example.com"),
+            ("http://10.0.0.1:8080/", "10.0.0.1"),
+            ("http://[fe80::1]/", "[fe80::1]"),
+            ("http://localhost.example.com/", "localhost.example.com"),
+            ("http://0.0.0.0/", "0.0.0.0"),
+        ] {
+            assert_eq!(host(remote).as_deref(), Some(expected), "{remote}");
+        }
+    }
 
     #[test]
     fn default_classification_table() {

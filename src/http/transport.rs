@@ -368,6 +368,39 @@ impl Transport for DryRun {
     }
 }
 
+/// Refuses what would carry credentials and event data across a network in clear text:
+/// `http://` to any host but this machine ([`super::clear_text_host`]), unless the route says
+/// `allow_http: true`. Load time rejects such URLs in configuration; this catches the ones read
+/// at run time (a base URL or a token endpoint kept in a secret), for every request of a
+/// delivery, token requests included.
+#[derive(Debug)]
+pub struct ClearTextGuard<'a> {
+    inner: &'a dyn Transport,
+    allow_http: bool,
+}
+
+impl<'a> ClearTextGuard<'a> {
+    /// Guards `inner`; `allow_http` lets everything through.
+    pub fn new(inner: &'a dyn Transport, allow_http: bool) -> Self {
+        ClearTextGuard { inner, allow_http }
+    }
+}
+
+impl Transport for ClearTextGuard<'_> {
+    fn send<'a>(&'a self, request: &'a Request, timeout: Duration) -> BoxFuture<'a, Sent> {
+        match super::clear_text_host(&request.url) {
+            Some(host) if !self.allow_http => Box::pin(std::future::ready(Sent::Failed(
+                TransportError::invalid(format!("not sent: {}", super::clear_text_reason(&host))),
+            ))),
+            _ => self.inner.send(request, timeout),
+        }
+    }
+
+    fn reaches_network(&self) -> bool {
+        self.inner.reaches_network()
+    }
+}
+
 /// A rustls client configuration trusting the compiled-in Mozilla roots, with the aws-lc-rs
 /// provider (the one the AWS SDK and jsonwebtoken use too).
 fn bundled_roots_tls() -> Result<rustls::ClientConfig, rustls::Error> {
@@ -565,5 +598,35 @@ mod tests {
             panic!("printed")
         };
         assert_eq!(printable.url, "http://127.0.0.1:9/");
+    }
+
+    #[tokio::test]
+    async fn the_clear_text_guard_keeps_plain_http_on_this_machine() {
+        let send = |allow_http: bool, url: &'static str| async move {
+            let request = Request::new(Method::POST, Url::parse(url).unwrap());
+            ClearTextGuard::new(&DryRun, allow_http)
+                .send(&request, Duration::from_secs(1))
+                .await
+        };
+        let Sent::Failed(error) = send(false, "http://airflow.example.com/api").await else {
+            panic!("sent in clear text")
+        };
+        assert!(error.is_invalid_request());
+        assert!(
+            error.to_string().starts_with(
+                "not sent: http:// would send credentials and event data to airflow.example.com"
+            ),
+            "{error}"
+        );
+        for (allow_http, url) in [
+            (true, "http://airflow.example.com/api"),
+            (false, "https://airflow.example.com/api"),
+            (false, "http://127.0.0.1:8080/api"),
+        ] {
+            assert!(
+                matches!(send(allow_http, url).await, Sent::Printed(_)),
+                "{url}"
+            );
+        }
     }
 }

@@ -164,8 +164,34 @@ impl TargetConfig {
             auth: Auth::new(facts.auth),
             base_url,
             idempotent: facts.idempotent,
+            allow_http: false,
             target,
         })
+    }
+
+    /// Rejects a URL in configuration that would cross a network in clear text (`http://` to
+    /// a host that is not this machine): the route must say `allow_http: true` for that.
+    pub fn refuse_clear_text(&self, name: &str) -> Result<(), TargetError> {
+        let facts = self.facts();
+        let base = match facts.base {
+            Base::Config(field, BaseUrlConfig::Url(url)) => Some((field, url.as_str())),
+            Base::Config(_, BaseUrlConfig::Secret { .. }) => None,
+            Base::WithQuery(field, url) => Some((field, url)),
+            Base::Default(field, url, default) => Some((field, url.unwrap_or(default))),
+        };
+        let token = facts.auth.token_url().map(|url| ("auth.token_url", url));
+        for (field, url) in base.into_iter().chain(token) {
+            let host = Url::parse(url)
+                .ok()
+                .and_then(|url| crate::http::clear_text_host(&url));
+            if let Some(host) = host {
+                return Err(TargetError::Invalid {
+                    field: format!("{name}.{field}"),
+                    reason: crate::http::clear_text_reason(&host),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The secret ids this target reads: its auth's, and a base URL kept in a secret.
@@ -190,6 +216,8 @@ pub struct Endpoint {
     pub base_url: BaseUrl,
     /// Whether repeating a request that may have arrived is safe.
     pub idempotent: bool,
+    /// Whether `http://` may leave this machine (the route's `allow_http`).
+    pub allow_http: bool,
     /// For logs and reports, e.g. `airflow v2 dag load_sales`.
     pub description: String,
 }

@@ -182,7 +182,7 @@ fn validate_prints_routes_or_names_the_broken_field() {
         &["validate"],
         &[(
             "BUCKET_TRIGGER_CONFIG",
-            "routes:\n  - name: sales\n    target: { airflow: { base_url: 'http://af', dag_id: d, conf: { k: '{{ keyy }}' } } }\n",
+            "routes:\n  - name: sales\n    target: { airflow: { base_url: 'https://af', dag_id: d, conf: { k: '{{ keyy }}' } } }\n",
         )],
     );
     assert_eq!(out.status.code(), Some(2));
