@@ -225,8 +225,28 @@ pub struct Delivery<'a> {
 
 impl Delivery<'_> {
     /// Builds the request for one event on `endpoint`, then signs and sends it, retrying as
-    /// the policy allows.
+    /// the policy allows. With a deadline, the whole of it is capped too: each attempt's
+    /// timeout is cut to the cutoff (the deadline less its margin), and whatever else could
+    /// wait (a secret fetch, a token endpoint that never answers) is given up half a margin
+    /// later, so an answer still leaves before the deadline.
     pub async fn deliver(&self, endpoint: &Endpoint, render: &RenderContext<'_>) -> Delivered {
+        let Some(cutoff) = self.policy.cutoff(self.deadline, Instant::now()) else {
+            return self.deliver_uncapped(endpoint, render).await;
+        };
+        let cap = cutoff + self.policy.deadline_margin / 2;
+        match tokio::time::timeout_at(cap, self.deliver_uncapped(endpoint, render)).await {
+            Ok(delivered) => delivered,
+            Err(_) => Delivered::failed(Failure::OutOfTime(
+                "no outcome yet (a secret, a token or the target still had not answered)".into(),
+            )),
+        }
+    }
+
+    async fn deliver_uncapped(
+        &self,
+        endpoint: &Endpoint,
+        render: &RenderContext<'_>,
+    ) -> Delivered {
         let root = match endpoint.root(self.secrets).await {
             Ok(root) => root,
             Err(error) => return Delivered::failed(Failure::BaseUrl(error)),
@@ -540,6 +560,37 @@ mod tests {
         let times = script.times.lock().unwrap();
         assert!(times[1] - times[0] <= Duration::from_secs(1));
         assert!(times[2] - times[1] <= Duration::from_secs(2));
+    }
+
+    /// Never answers, whatever the timeout: a stuck token endpoint, secret store or target.
+    #[derive(Debug)]
+    struct Hang;
+
+    impl Transport for Hang {
+        fn send<'a>(&'a self, _: &'a Request, _: Duration) -> BoxFuture<'a, Sent> {
+            Box::pin(std::future::pending())
+        }
+
+        fn reaches_network(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_whole_delivery_ends_before_the_deadline_whatever_hangs() {
+        let config = config("none", policy(4, 200, 5000, 2000));
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(10);
+        let delivered = deliver(&config, &Hang, Some(deadline), 1).await;
+        assert_eq!(delivered.status(), Status::Failed);
+        assert!(delivered.retryable());
+        assert!(
+            delivered.detail().starts_with("no outcome yet"),
+            "{}",
+            delivered.detail()
+        );
+        // Cutoff at 8 s, given up half a margin later: 1 s before the deadline.
+        assert_eq!(started.elapsed(), Duration::from_secs(9));
     }
 
     #[tokio::test(start_paused = true)]
