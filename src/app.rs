@@ -10,14 +10,36 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Route};
+use crate::config::{CaBundle, Config, Route};
 use crate::delivery::{Delivery, Status};
 use crate::event::{Body, ObjectEvent, Parsed};
-use crate::http::{DryRun, Network, Transport};
+use crate::http::{DryRun, Network, Transport, parse_ca_bundle};
 use crate::report::{BadMessage, Outcome, Report, Skipped};
-use crate::secrets::{SecretCache, SecretSource};
+use crate::secrets::{SecretCache, SecretSource, SecretsError};
 use crate::targets::Endpoint;
 use crate::template::RenderContext;
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The secret holding `settings.ca_bundle` could not be read.
+    #[error("settings.ca_bundle: {0}")]
+    CaSecret(#[from] SecretsError),
+    /// It holds no usable PEM certificates (the secret's value is not repeated here).
+    #[error("settings.ca_bundle: secret {secret:?} {reason}")]
+    CaBundle {
+        /// Secret id.
+        secret: String,
+        /// Why.
+        reason: String,
+    },
+    /// [`App::new`] was asked for an app whose CA bundle is in a secret.
+    #[error("settings.ca_bundle is kept in secret {0:?}: build the app with App::connect")]
+    CaNotRead(String),
+}
 
 /// Everything that lives across warm invocations, built once in `main`.
 #[derive(Debug)]
@@ -33,11 +55,41 @@ pub struct App {
 
 impl App {
     /// An app that sends over the network (one HTTP client: one pool, one TLS configuration).
-    pub fn new(config: Config, secrets: Box<dyn SecretSource>) -> Result<App, reqwest::Error> {
+    /// A CA bundle kept in a secret needs [`App::connect`], which reads it first.
+    pub fn new(config: Config, secrets: Box<dyn SecretSource>) -> Result<App, ConnectError> {
+        if let CaBundle::Secret { secret, .. } = &config.settings.ca_bundle {
+            return Err(ConnectError::CaNotRead(secret.clone()));
+        }
         let network = Network::new(&config.settings.network())?;
         Ok(App::with_parts(
             config,
             secrets,
+            Box::new(network),
+            Arc::new(SystemClock),
+        ))
+    }
+
+    /// [`App::new`], reading first a CA bundle kept in a secret (through the secret cache, so
+    /// it counts as that secret's fetch).
+    pub async fn connect(
+        config: Config,
+        secrets: Box<dyn SecretSource>,
+    ) -> Result<App, ConnectError> {
+        let CaBundle::Secret { secret, field } = &config.settings.ca_bundle else {
+            return App::new(config, secrets);
+        };
+        let cache = SecretCache::new(secrets, config.settings.secrets_ttl);
+        let pem = cache.field(secret, field.as_deref()).await?;
+        let mut network = config.settings.network();
+        network.ca_certificates =
+            parse_ca_bundle(pem.expose().as_bytes()).map_err(|reason| ConnectError::CaBundle {
+                secret: secret.clone(),
+                reason,
+            })?;
+        let network = Network::new(&network)?;
+        Ok(App::assemble(
+            config,
+            cache,
             Box::new(network),
             Arc::new(SystemClock),
         ))
@@ -56,6 +108,15 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> App {
         let secrets = SecretCache::new(secrets, config.settings.secrets_ttl);
+        App::assemble(config, secrets, transport, clock)
+    }
+
+    fn assemble(
+        config: Config,
+        secrets: SecretCache,
+        transport: Box<dyn Transport>,
+        clock: Arc<dyn Clock>,
+    ) -> App {
         App {
             config,
             secrets,

@@ -4,11 +4,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
 use crate::delivery::RetryPolicy;
 use crate::event::{ObjectEvent, Source};
-use crate::http::{NetworkSettings, TlsRoots};
+use crate::http::{NetworkSettings, TlsRoots, parse_ca_bundle};
 use crate::routing::{MatchConfig, Matcher};
 use crate::targets::{Endpoint, TargetConfig, TargetError};
 use crate::template::{RenderContext, Templates};
@@ -52,6 +53,45 @@ pub struct RawSettings {
     /// Trust anchors for HTTPS targets: `bundled` (default: Mozilla's roots compiled in, nothing
     /// read at start) or `system` (the OS store, which also holds private CAs added to it).
     pub tls_roots: Option<TlsRoots>,
+    /// Private CAs trusted as well (an orchestrator behind a company CA): a PEM file bundled
+    /// with the function, or `{ secret, field }` naming the secret that holds the PEM.
+    pub ca_bundle: Option<CaBundleConfig>,
+}
+
+/// `settings.ca_bundle:` as written.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(
+    untagged,
+    expecting = "a PEM file path, or { secret: ID, field: NAME } naming the secret that holds the PEM"
+)]
+pub enum CaBundleConfig {
+    /// A PEM file, read when the configuration loads (relative paths from the working
+    /// directory: the function's own directory under Lambda).
+    File(String),
+    /// A secret holding the PEM, read when the HTTP client is built ([`crate::app::App::connect`]).
+    Secret {
+        /// Secret id.
+        secret: String,
+        /// Field holding the PEM; without one, the whole (plain-string) secret.
+        field: Option<String>,
+    },
+}
+
+/// Private CAs, compiled.
+#[derive(Debug, Clone, Default)]
+pub enum CaBundle {
+    /// Only the roots of `tls_roots`.
+    #[default]
+    None,
+    /// Read from a file at load time.
+    Certificates(Vec<CertificateDer<'static>>),
+    /// To be read from a secret when the client is built.
+    Secret {
+        /// Secret id.
+        secret: String,
+        /// Field, or the whole secret.
+        field: Option<String>,
+    },
 }
 
 /// One route as written.
@@ -89,15 +129,22 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// HTTPS trust anchors.
     pub tls_roots: TlsRoots,
+    /// Private CAs trusted as well.
+    pub ca_bundle: CaBundle,
 }
 
 impl Settings {
-    /// What the HTTP client is built with.
+    /// What the HTTP client is built with: a CA bundle kept in a secret is added by the caller
+    /// once read ([`crate::app::App::connect`]).
     pub fn network(&self) -> NetworkSettings {
         NetworkSettings {
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             tls_roots: self.tls_roots,
+            ca_certificates: match &self.ca_bundle {
+                CaBundle::Certificates(certificates) => certificates.clone(),
+                CaBundle::None | CaBundle::Secret { .. } => Vec::new(),
+            },
         }
     }
 }
@@ -291,6 +338,9 @@ impl Config {
                 targets,
             });
         }
+        if let CaBundle::Secret { secret, .. } = &settings.ca_bundle {
+            secret_ids.push(secret.clone());
+        }
         secret_ids.sort();
         secret_ids.dedup();
         Ok(Config {
@@ -335,6 +385,24 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
             deadline_margin: ms(raw.deadline_margin_ms, 2_000),
         },
         tls_roots: raw.tls_roots.unwrap_or_default(),
+        ca_bundle: match &raw.ca_bundle {
+            None => CaBundle::None,
+            Some(CaBundleConfig::File(path)) => {
+                let pem = std::fs::read(path).map_err(|error| {
+                    (
+                        "settings.ca_bundle".to_owned(),
+                        format!("cannot read {path}: {error}"),
+                    )
+                })?;
+                CaBundle::Certificates(parse_ca_bundle(&pem).map_err(|reason| {
+                    ("settings.ca_bundle".to_owned(), format!("{path} {reason}"))
+                })?)
+            }
+            Some(CaBundleConfig::Secret { secret, field }) => CaBundle::Secret {
+                secret: secret.clone(),
+                field: field.clone(),
+            },
+        },
     };
     let positive = [
         ("settings.max_concurrency", settings.max_concurrency as u64),

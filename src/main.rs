@@ -157,7 +157,7 @@ async fn lambda() -> Result<()> {
     let source = secret_source(None, !config.secret_ids.is_empty())?;
     let dry_run =
         std::env::var("BUCKET_TRIGGER_DRY_RUN").is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
-    let app = build_app(config, source, dry_run)?;
+    let app = build_app(config, source, dry_run).await?;
     let app = &app;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
@@ -183,11 +183,11 @@ fn out(line: std::fmt::Arguments<'_>) {
 
 /// The app, printing requests instead of sending them when `dry_run`: the one place the
 /// choice is made.
-fn build_app(config: Config, source: Box<dyn SecretSource>, dry_run: bool) -> Result<App> {
+async fn build_app(config: Config, source: Box<dyn SecretSource>, dry_run: bool) -> Result<App> {
     if dry_run {
         return Ok(App::dry_run(config, source));
     }
-    App::new(config, source).context("cannot build the HTTP client")
+    Ok(App::connect(config, source).await?)
 }
 
 fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
@@ -231,7 +231,7 @@ async fn invoke(
     // after `timeout` and the margin keeps its meaning: time to answer.
     let margin = config.settings.retry.deadline_margin;
     let deadline = tokio::time::Instant::now().checked_add(timeout.saturating_add(margin));
-    let app = build_app(config, source, dry_run)?;
+    let app = build_app(config, source, dry_run).await?;
     let report = app.process(&parsed, deadline).await;
     out(format_args!("{}", serde_json::to_string_pretty(&report)?));
     Ok(if report.has_failures() {

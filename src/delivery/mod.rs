@@ -242,11 +242,7 @@ impl Delivery<'_> {
         }
     }
 
-    async fn deliver_uncapped(
-        &self,
-        endpoint: &Endpoint,
-        render: &RenderContext<'_>,
-    ) -> Delivered {
+    async fn deliver_uncapped(&self, endpoint: &Endpoint, render: &RenderContext<'_>) -> Delivered {
         let root = match endpoint.root(self.secrets).await {
             Ok(root) => root,
             Err(error) => return Delivered::failed(Failure::BaseUrl(error)),

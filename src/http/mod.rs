@@ -21,7 +21,7 @@ use crate::secrets::SecretString;
 
 pub use transport::{
     ClearTextGuard, DryRun, MAX_ANSWER_BYTES, Network, NetworkSettings, Sent, Transport,
-    TransportError, scrub,
+    TransportError, parse_ca_bundle, scrub,
 };
 
 /// A header value that may carry a secret.

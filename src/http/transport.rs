@@ -15,7 +15,10 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::future::BoxFuture;
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
+
+use reqwest::Url;
 
 use super::{Answer, Body, HeaderValue, Printable, Request, TlsRoots};
 
@@ -122,6 +125,14 @@ impl TransportError {
         let mut causes: Vec<String> = Vec::new();
         let mut source = error.source();
         while let Some(cause) = source {
+            if let Some(tls) = rustls_error(cause) {
+                let host = error.url().and_then(Url::host_str).unwrap_or("the server");
+                return TransportError {
+                    kind,
+                    detail: tls_reason(tls, host),
+                    status,
+                };
+            }
             let text = cause.to_string();
             if !causes.contains(&text) {
                 causes.push(text);
@@ -153,6 +164,8 @@ pub struct NetworkSettings {
     pub request_timeout: Duration,
     /// HTTPS trust anchors.
     pub tls_roots: TlsRoots,
+    /// Trusted as well: private CAs (`settings.ca_bundle`), from [`parse_ca_bundle`].
+    pub ca_certificates: Vec<CertificateDer<'static>>,
 }
 
 /// Sends over one `reqwest` client: rustls, a keep-alive pool shared by every request.
@@ -164,8 +177,9 @@ pub struct Network {
 impl Network {
     /// Builds the client.
     pub fn new(settings: &NetworkSettings) -> Result<Network, reqwest::Error> {
+        let extra = &settings.ca_certificates;
         let bundled = match settings.tls_roots {
-            TlsRoots::Bundled => bundled_roots_tls()
+            TlsRoots::Bundled => bundled_roots_tls(extra)
                 .inspect_err(|error| tracing::warn!(%error, "bundled TLS roots unusable; using the system store"))
                 .ok(),
             TlsRoots::System => None,
@@ -174,7 +188,11 @@ impl Network {
             // Mozilla's roots, compiled in: no certificate files read or parsed at cold start
             // (the system store costs several milliseconds to scan and parse).
             Some(tls) => reqwest::Client::builder().tls_backend_preconfigured(tls),
-            None => reqwest::Client::builder(),
+            None => reqwest::Client::builder().tls_certs_merge(
+                extra
+                    .iter()
+                    .filter_map(|der| reqwest::Certificate::from_der(der).ok()),
+            ),
         };
         let client = builder
             .connect_timeout(settings.connect_timeout)
@@ -368,6 +386,37 @@ impl Transport for DryRun {
     }
 }
 
+/// The rustls error in a chain of causes: itself, or inside the `io::Error`s that carry it
+/// (whose own `source` skips what they wrap).
+fn rustls_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = cause.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
+}
+
+/// A TLS failure in words an operator can act on.
+fn tls_reason(error: &rustls::Error, host: &str) -> String {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(certificate) = error else {
+        return format!("TLS handshake with {host} failed: {error}");
+    };
+    let why = match certificate {
+        C::UnknownIssuer => "is not trusted: no trusted root signed it (a private CA? add it \
+                            to settings.ca_bundle)"
+            .to_owned(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("is not valid for the name {host}")
+        }
+        C::Expired | C::ExpiredContext { .. } => "has expired".to_owned(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "is not valid yet".to_owned(),
+        C::Revoked => "has been revoked".to_owned(),
+        other => format!("was rejected ({other:?})"),
+    };
+    format!("the TLS certificate of {host} {why}")
+}
+
 /// Refuses what would carry credentials and event data across a network in clear text:
 /// `http://` to any host but this machine ([`super::clear_text_host`]), unless the route says
 /// `allow_http: true`. Load time rejects such URLs in configuration; this catches the ones read
@@ -401,12 +450,41 @@ impl Transport for ClearTextGuard<'_> {
     }
 }
 
-/// A rustls client configuration trusting the compiled-in Mozilla roots, with the aws-lc-rs
-/// provider (the one the AWS SDK and jsonwebtoken use too).
-fn bundled_roots_tls() -> Result<rustls::ClientConfig, rustls::Error> {
-    let roots = rustls::RootCertStore {
+/// The certificates of a PEM bundle (`settings.ca_bundle`), each checked to be usable as a
+/// trust anchor. Other PEM sections (a private key pasted by mistake) are ignored; a bundle
+/// with no certificate, or one that does not parse, is an error saying so.
+pub fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .enumerate()
+        .map(|(index, certificate)| {
+            let certificate = certificate
+                .map_err(|error| format!("certificate {} is not valid PEM: {error}", index + 1))?;
+            rustls::RootCertStore::empty()
+                .add(certificate.clone())
+                .map_err(|error| {
+                    format!("certificate {} is not usable as a CA: {error}", index + 1)
+                })?;
+            Ok(certificate)
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if certificates.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
+    }
+    Ok(certificates)
+}
+
+/// A rustls client configuration trusting the compiled-in Mozilla roots and `extra`, with the
+/// aws-lc-rs provider (the one the AWS SDK and jsonwebtoken use too).
+fn bundled_roots_tls(
+    extra: &[CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    for certificate in extra {
+        roots.add(certificate.clone())?;
+    }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -426,6 +504,7 @@ mod tests {
             connect_timeout: Duration::from_millis(500),
             request_timeout: Duration::from_secs(1),
             tls_roots: TlsRoots::Bundled,
+            ca_certificates: Vec::new(),
         }
     }
 

@@ -11,3 +11,4 @@ mod lambda;
 mod runtime;
 mod secrets_manager;
 mod support;
+mod tls;
