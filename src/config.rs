@@ -255,13 +255,16 @@ impl Config {
             field,
             message,
         };
-        // A target's error names its own field (`...targets[1].url`) when it has one.
-        let target_invalid = |name: &str, error: TargetError| match error {
-            TargetError::Invalid { field, reason } => invalid(field, reason),
+        // A target's error names its own field (`...targets[1].url`); said once, up front.
+        let target_invalid = |error: TargetError, context: &str| match error {
+            TargetError::Invalid { field, reason } => invalid(field, format!("{reason}{context}")),
             TargetError::Url { field, url, reason } => {
-                invalid(field, format!("invalid URL {url:?}: {reason}"))
+                invalid(field, format!("invalid URL {url:?}: {reason}{context}"))
             }
-            error @ TargetError::Template(_) => invalid(name.to_owned(), error.to_string()),
+            TargetError::Template(error) => invalid(
+                error.name().to_owned(),
+                format!("template: {}{context}", error.message()),
+            ),
         };
         let settings =
             compile_settings(&raw.settings).map_err(|(field, message)| invalid(field, message))?;
@@ -311,27 +314,26 @@ impl Config {
                 secret_ids.extend(config.secret_ids().into_iter().map(str::to_owned));
                 let mut endpoint = config
                     .build(&name, &mut templates)
-                    .map_err(|e| target_invalid(&name, e))?;
+                    .map_err(|e| target_invalid(e, ""))?;
                 if !route.allow_http {
                     config
                         .refuse_clear_text(&name)
-                        .map_err(|e| target_invalid(&name, e))?;
+                        .map_err(|e| target_invalid(e, ""))?;
                 }
                 endpoint.allow_http = route.allow_http;
-                targets.push((name, endpoint));
+                targets.push(endpoint);
             }
             // Render against every shape an event can take, so undefined names and filter
             // mistakes (a filter on the null `version_id` of an unversioned bucket) fail here,
             // at cold start, naming the shape, not on the first real object of that shape.
             for (shape, sample) in sample_events() {
                 let render = RenderContext::new(&templates, &sample, &route.name);
-                for (name, endpoint) in &targets {
+                for endpoint in &targets {
                     endpoint
                         .check(&render)
-                        .map_err(|e| invalid(name.clone(), format!("{e} (rendering {shape})")))?;
+                        .map_err(|e| target_invalid(e, &format!(" (rendering {shape})")))?;
                 }
             }
-            let targets = targets.into_iter().map(|(_, endpoint)| endpoint).collect();
             routes.push(Route {
                 name: route.name.clone(),
                 matcher,
@@ -537,7 +539,7 @@ mod tests {
             ),
             (
                 "routes:\n  - name: r\n    target: { airflow: { base_url: 'https://af', dag_id: d, run_id: '{{ nope }}' } }\n".to_owned(),
-                "routes[0] (r).target: template routes[0] (r).target.run_id",
+                "config test.yaml: routes[0] (r).target.run_id: template: undefined variable(s) nope;",
             ),
             (
                 "routes:\n  - name: r\n    target: { airflow: { base_url: 'ftp://af', dag_id: d } }\n".to_owned(),

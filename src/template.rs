@@ -20,6 +20,16 @@ pub struct TemplateError {
 }
 
 impl TemplateError {
+    /// The template's name: the field it was written in (`routes[0] (r).target.conf.k`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn new(name: &str, error: &minijinja::Error) -> Self {
         let mut message = error.to_string();
         if let Some(detail) = error.detail()
