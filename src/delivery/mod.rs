@@ -243,9 +243,23 @@ impl Delivery<'_> {
     }
 
     async fn deliver_uncapped(&self, endpoint: &Endpoint, render: &RenderContext<'_>) -> Delivered {
-        let root = match endpoint.root(self.secrets).await {
-            Ok(root) => root,
-            Err(error) => return Delivered::failed(Failure::BaseUrl(error)),
+        // A secret store that did not answer is retried like a send, within the same budget.
+        let cutoff = self.policy.cutoff(self.deadline, Instant::now());
+        let mut attempt = 0;
+        let root = loop {
+            attempt += 1;
+            match endpoint.root(self.secrets).await {
+                Ok(root) => break root,
+                Err(error) if error.is_retryable() => {
+                    if let Step::Wait(wait) = self.retry_step(attempt, error.to_string(), cutoff) {
+                        tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, %error, "base URL unavailable; retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    return Delivered::failed(Failure::BaseUrl(error));
+                }
+                Err(error) => return Delivered::failed(Failure::BaseUrl(error)),
+            }
         };
         let built = match endpoint.target.build(render, &root) {
             Ok(built) => built,
@@ -292,7 +306,27 @@ impl Delivery<'_> {
                 invocation: self.invocation,
             };
             if let Err(error) = endpoint.auth.sign(&mut signed, &cx).await {
-                return Delivered::new(Ending::Failed(Failure::Sign(error)), sends, None);
+                // A token endpoint or secret store that did not answer is retried like a
+                // send (same budget, backoff and deadline); a refusal is final.
+                let reason = format!("signing failed: {error}");
+                let step = match error.is_retryable() {
+                    true => self.retry_step(attempt, reason.clone(), cutoff),
+                    false => Step::Done,
+                };
+                let failure = match step {
+                    Step::Wait(wait) => {
+                        tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, %error, "signing failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    Step::Exhausted => Failure::Exhausted {
+                        reason,
+                        attempts: attempt,
+                    },
+                    Step::OutOfTime => Failure::OutOfTime(reason),
+                    Step::Done | Step::Refresh => Failure::Sign(error),
+                };
+                return Delivered::new(Ending::Failed(failure), sends, None);
             }
             sends += 1;
             let span = tracing::info_span!("attempt", attempt, http_status = tracing::field::Empty);
@@ -352,6 +386,18 @@ impl Delivery<'_> {
             };
             return Delivered::new(ending, sends, http_status);
         }
+    }
+
+    /// What the policy says after a failure that is worth retrying, outside a send (a token
+    /// endpoint or secret store that did not answer).
+    fn retry_step(&self, attempt: u32, reason: String, cutoff: Option<Instant>) -> Step {
+        let verdict = Verdict::Retry {
+            reason,
+            after: None,
+        };
+        let now = Instant::now();
+        self.policy
+            .step(attempt, &verdict, false, now, cutoff, fastrand::f64())
     }
 
     /// Settles an ambiguous answer with the target's check request (signed like the first).
@@ -510,9 +556,19 @@ mod tests {
     ) -> Delivered {
         let file = SecretsFile::parse(std::path::Path::new("t"), SECRETS).unwrap();
         let secrets = SecretCache::new(Box::new(file), Duration::from_secs(60));
+        deliver_with(setup, transport, &secrets, deadline, invocation).await
+    }
+
+    async fn deliver_with(
+        setup: &Setup,
+        transport: &dyn Transport,
+        secrets: &SecretCache,
+        deadline: Option<Instant>,
+        invocation: u64,
+    ) -> Delivered {
         let delivery = Delivery {
             transport,
-            secrets: &secrets,
+            secrets,
             clock: &SystemClock,
             policy: &setup.policy,
             attempt_timeout: Duration::from_secs(10),
@@ -623,6 +679,122 @@ mod tests {
         // The next invocation sends.
         let third = deliver(&config, &script, None, 6).await;
         assert_eq!(third.status(), Status::Triggered);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_endpoint_that_fails_is_retried_like_a_send_and_a_refusal_is_not() {
+        let setup = config(
+            "{ airflow_token: { secret: airflow } }",
+            policy(3, 1000, 60_000, 2000),
+        );
+        let token = |value| (200, None, value);
+        let script = Script::with_bodies(&[
+            (503, None, "busy"),
+            (502, None, "bad gateway"),
+            token(r#"{"access_token": "jwt-1"}"#),
+            (200, None, ""),
+        ]);
+        let delivered = deliver(&setup, &script, None, 1).await;
+        assert_eq!(
+            delivered.status(),
+            Status::Triggered,
+            "{}",
+            delivered.detail()
+        );
+        assert_eq!(delivered.attempts, 1, "one request reached the target");
+        let times = script.times.lock().unwrap().clone();
+        assert_eq!(times.len(), 4);
+        assert!(times[1] > times[0], "backed off before asking again");
+
+        // Out of budget: the last reason, and how many tries.
+        let setup = config(
+            "{ airflow_token: { secret: airflow } }",
+            policy(2, 10, 50, 2000),
+        );
+        let script = Script::with_bodies(&[(503, None, "busy"), (503, None, "busy")]);
+        let delivered = deliver(&setup, &script, None, 2).await;
+        assert!(delivered.retryable());
+        assert!(
+            delivered
+                .detail()
+                .starts_with("signing failed: token request to ")
+                && delivered.detail().ends_with("(gave up after 2 attempts)"),
+            "{}",
+            delivered.detail()
+        );
+
+        // A refusal (wrong password) is asked once.
+        let setup = config(
+            "{ airflow_token: { secret: airflow } }",
+            policy(3, 10, 50, 2000),
+        );
+        let script = Script::with_bodies(&[(403, None, "{\"detail\": \"Invalid credentials\"}")]);
+        let delivered = deliver(&setup, &script, None, 3).await;
+        assert!(!delivered.retryable(), "{}", delivered.detail());
+        assert_eq!(script.times.lock().unwrap().len(), 1);
+    }
+
+    /// A secret store that fails `failures` times, then serves [`SECRETS`] plus a base URL.
+    struct Flaky {
+        failures: Mutex<u32>,
+    }
+
+    impl crate::secrets::SecretSource for Flaky {
+        fn fetch<'a>(
+            &'a self,
+            id: &'a str,
+        ) -> BoxFuture<'a, Result<crate::secrets::SecretString, crate::secrets::SecretsError>>
+        {
+            let mut failures = self.failures.lock().unwrap();
+            let result = if *failures > 0 {
+                *failures -= 1;
+                Err(crate::secrets::SecretsError::Unavailable {
+                    id: id.to_owned(),
+                    message: "throttled".into(),
+                })
+            } else {
+                Ok(crate::secrets::SecretString::new(
+                    r#"{"username": "admin", "password": "pw", "url": "http://127.0.0.1:9"}"#,
+                ))
+            };
+            Box::pin(std::future::ready(result))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_secret_store_that_fails_is_retried_within_the_budget() {
+        let yaml = "airflow: { base_url: { secret: airflow, field: url }, dag_id: d, auth: { basic: { secret: airflow } } }";
+        let target: TargetConfig = serde_saphyr::from_str(yaml).unwrap();
+        let mut templates = Templates::new();
+        let endpoint = target.build("t", &mut templates).unwrap();
+        let setup = Setup {
+            endpoint,
+            templates,
+            policy: policy(3, 100, 1000, 2000),
+        };
+        let flaky = |failures| Flaky {
+            failures: Mutex::new(failures),
+        };
+        let source = flaky(2);
+        let secrets = SecretCache::new(Box::new(source), Duration::from_secs(60));
+        let script = Script::new(&[(200, None)]);
+        let delivered = deliver_with(&setup, &script, &secrets, None, 1).await;
+        assert_eq!(
+            delivered.status(),
+            Status::Triggered,
+            "{}",
+            delivered.detail()
+        );
+
+        let secrets = SecretCache::new(Box::new(flaky(3)), Duration::from_secs(60));
+        let script = Script::new(&[]);
+        let delivered = deliver_with(&setup, &script, &secrets, None, 2).await;
+        assert!(delivered.retryable());
+        assert_eq!(
+            delivered.detail(),
+            "could not read the base URL: could not fetch secret \"airflow\": throttled"
+        );
+        assert!(script.times.lock().unwrap().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
