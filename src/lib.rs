@@ -25,24 +25,39 @@ pub mod template;
 
 use std::path::Path;
 
-use secrets::{SecretSource, SecretsError, SecretsFile, SecretsManager};
+use secrets::{Placeholders, SecretSource, SecretsError, SecretsFile, SecretsManager};
 
 /// Environment variable naming a local JSON secrets file (instead of Secrets Manager).
 pub const ENV_SECRETS_FILE: &str = "BUCKET_TRIGGER_SECRETS_FILE";
 
+/// Where secrets come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsWanted {
+    /// None: the configuration reads no secret.
+    None,
+    /// Real ones: a local file, else AWS Secrets Manager.
+    Real,
+    /// A dry run's: a local file if given, else placeholders (no AWS call).
+    DryRun,
+}
+
 /// The secret source: a local file when `path` is given (or `BUCKET_TRIGGER_SECRETS_FILE` is
-/// set), else AWS Secrets Manager through the default AWS configuration chain. The SDK client is
-/// built on the first secret fetch, only if the configuration reads secrets at all.
+/// set), else AWS Secrets Manager through the default AWS configuration chain (a dry run uses
+/// placeholders instead). The SDK client is built on the first secret fetch.
 pub fn secret_source(
     path: Option<&Path>,
-    needs_secrets: bool,
+    wanted: SecretsWanted,
 ) -> Result<Box<dyn SecretSource>, SecretsError> {
     let from_env = std::env::var(ENV_SECRETS_FILE)
         .ok()
         .filter(|p| !p.trim().is_empty());
-    match path.map(Path::to_owned).or(from_env.map(Into::into)) {
-        Some(path) => Ok(Box::new(SecretsFile::load(&path)?)),
-        None if needs_secrets => Ok(Box::new(SecretsManager::from_env())),
-        None => Ok(Box::new(SecretsFile::parse(Path::new("(none)"), "{}")?)),
+    match (
+        path.map(Path::to_owned).or(from_env.map(Into::into)),
+        wanted,
+    ) {
+        (Some(path), _) => Ok(Box::new(SecretsFile::load(&path)?)),
+        (None, SecretsWanted::Real) => Ok(Box::new(SecretsManager::from_env())),
+        (None, SecretsWanted::DryRun) => Ok(Box::new(Placeholders)),
+        (None, SecretsWanted::None) => Ok(Box::new(SecretsFile::parse(Path::new("(none)"), "{}")?)),
     }
 }

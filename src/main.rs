@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use bucket_trigger::app::App;
 use bucket_trigger::config::Config;
 use bucket_trigger::secrets::SecretSource;
-use bucket_trigger::{event, handler, secret_source};
+use bucket_trigger::{SecretsWanted, event, handler, secret_source};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 const USAGE: &str = "\
@@ -154,9 +154,12 @@ async fn lambda() -> Result<()> {
     }
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::load(None)?;
-    let source = secret_source(None, !config.secret_ids.is_empty())?;
     let dry_run =
         std::env::var("BUCKET_TRIGGER_DRY_RUN").is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
+    let source = secret_source(None, secrets_wanted(&config, dry_run))?;
+    if source.placeholders() {
+        tracing::warn!("{PLACEHOLDER_NOTE}");
+    }
     let app = build_app(config, source, dry_run).await?;
     let app = &app;
     lambda_runtime::run(service_fn(
@@ -166,6 +169,19 @@ async fn lambda() -> Result<()> {
     ))
     .await
     .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
+}
+
+/// Said when a dry run signs with placeholders.
+const PLACEHOLDER_NOTE: &str = "dry run without a secrets file: secrets are placeholders, \
+     nothing is read from AWS (pass --secrets-file FILE, or set BUCKET_TRIGGER_SECRETS_FILE, \
+     to sign with real ones)";
+
+fn secrets_wanted(config: &Config, dry_run: bool) -> SecretsWanted {
+    match (config.secret_ids.is_empty(), dry_run) {
+        (true, _) => SecretsWanted::None,
+        (false, true) => SecretsWanted::DryRun,
+        (false, false) => SecretsWanted::Real,
+    }
 }
 
 /// Prints a line on stdout. A reader that went away (`invoke ... | head -c 10`) is not an error
@@ -226,7 +242,10 @@ async fn invoke(
         .with_context(|| format!("cannot read {}", event_path.display()))?;
     let parsed = event::parse_bytes(&bytes)
         .with_context(|| format!("event file {}", event_path.display()))?;
-    let source = secret_source(secrets.as_deref(), !config.secret_ids.is_empty())?;
+    let source = secret_source(secrets.as_deref(), secrets_wanted(&config, dry_run))?;
+    if source.placeholders() {
+        eprintln!("note: {PLACEHOLDER_NOTE}");
+    }
     // The deadline sits the configured margin past the timeout, so that no attempt starts
     // after `timeout` and the margin keeps its meaning: time to answer.
     let margin = config.settings.retry.deadline_margin;

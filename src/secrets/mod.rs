@@ -118,6 +118,30 @@ impl SecretsError {
 pub trait SecretSource: Send + Sync {
     /// Fetches the secret's string form (SecretString, or SecretBinary read as UTF-8).
     fn fetch<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<SecretString, SecretsError>>;
+
+    /// Whether this source only stands in for secrets it does not have ([`Placeholders`]).
+    fn placeholders(&self) -> bool {
+        false
+    }
+}
+
+/// Stands in for every secret, for a dry run with no secrets file: each field holds the same
+/// placeholder, so requests can be built and signed (and printed, redacted) without reading
+/// any store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Placeholders;
+
+/// The value of every field of a [`Placeholders`] secret.
+pub const PLACEHOLDER: &str = "placeholder";
+
+impl SecretSource for Placeholders {
+    fn fetch<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<SecretString, SecretsError>> {
+        Box::pin(std::future::ready(Ok(SecretString::new(PLACEHOLDER))))
+    }
+
+    fn placeholders(&self) -> bool {
+        true
+    }
 }
 
 /// A fetched secret: a JSON object of fields, or a plain string.
@@ -126,9 +150,20 @@ pub struct Secret {
     id: String,
     fields: Option<Map<String, Value>>,
     raw: SecretString,
+    placeholder: bool,
 }
 
 impl Secret {
+    /// A stand-in whose every field (and whole value) is [`PLACEHOLDER`].
+    pub fn placeholder(id: &str) -> Self {
+        Secret {
+            id: id.to_owned(),
+            fields: Some(Map::new()),
+            raw: SecretString::new(PLACEHOLDER),
+            placeholder: true,
+        }
+    }
+
     /// Reads a secret's string: a JSON object gives fields; anything else is a plain string.
     pub fn parse(id: &str, raw: SecretString) -> Self {
         let fields = match serde_json::from_str::<Value>(raw.expose()) {
@@ -139,7 +174,13 @@ impl Secret {
             id: id.to_owned(),
             fields,
             raw,
+            placeholder: false,
         }
+    }
+
+    /// Whether this only stands in for a secret ([`Placeholders`]).
+    pub fn is_placeholder(&self) -> bool {
+        self.placeholder
     }
 
     /// Whether the secret is a JSON object of fields (rather than a plain string).
@@ -152,6 +193,9 @@ impl Secret {
         let Some(field) = field else {
             return Ok(self.raw.clone());
         };
+        if self.placeholder {
+            return Ok(self.raw.clone());
+        }
         let Some(fields) = &self.fields else {
             return Err(SecretsError::NotJson {
                 id: self.id.clone(),
@@ -223,8 +267,10 @@ impl SecretCache {
         {
             return Ok(secret.clone());
         }
-        let raw = self.source.fetch(id).await?;
-        let secret = Arc::new(Secret::parse(id, raw));
+        let secret = match self.source.placeholders() {
+            true => Arc::new(Secret::placeholder(id)),
+            false => Arc::new(Secret::parse(id, self.source.fetch(id).await?)),
+        };
         tracing::debug!(secret_id = id, "fetched secret");
         *entry = Some((Instant::now(), secret.clone()));
         Ok(secret)

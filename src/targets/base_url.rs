@@ -99,6 +99,9 @@ impl BaseUrl {
         match self {
             BaseUrl::Fixed(url) => Ok(url.clone()),
             BaseUrl::Secret { secret, field } => {
+                if secrets.get(secret).await?.is_placeholder() {
+                    return Ok(self.for_validation());
+                }
                 let value = secrets.field(secret, field.as_deref()).await?;
                 parse_base_url("base_url", value.expose().trim()).map_err(|error| {
                     let reason = match error {

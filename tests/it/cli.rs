@@ -69,6 +69,37 @@ fn readme_dry_run_prints_signed_requests_with_secrets_redacted() {
 }
 
 #[test]
+fn a_dry_run_without_a_secrets_file_signs_with_placeholders_and_asks_nothing_of_aws() {
+    // Any AWS call would go to a closed port and fail: the dry run must not make one.
+    let aws = [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    for (config, event, requests) in [
+        ("examples/bucket-trigger.yaml", "events/s3-put.json", 2),
+        ("examples/alteryx.yaml", "events/alteryx-report-put.json", 2),
+        ("examples/google.yaml", "events/s3-put.json", 2),
+    ] {
+        let out = bucket_trigger(&["invoke", event, "--config", config, "--dry-run"], &aws);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "{config}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains("note: dry run without a secrets file: secrets are placeholders"),
+            "{stderr}"
+        );
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["summary"]["dry_run"], requests, "{config}: {report}");
+        assert!(
+            !stdout.contains("placeholder"),
+            "{config}: shown redacted: {stdout}"
+        );
+    }
+}
+
+#[test]
 fn invoke_sends_with_secrets_from_secrets_manager_via_aws_endpoint_url() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let server = runtime.block_on(MockServer::start());
