@@ -139,12 +139,15 @@ impl App {
             .iter()
             .map(|(event, route)| RenderContext::new(&self.config.templates, event, &route.name))
             .collect();
-        let jobs = renders
+        // Collected, not lazy adaptors: a closure-holding iterator or stream kept across
+        // `.await` makes the future not provably `Send`, which concurrent invocations need.
+        let jobs: Vec<(&RenderContext<'_>, &Endpoint)> = renders
             .iter()
             .zip(&plan.matches)
             .flat_map(|(render, (_, route))| {
                 route.targets.iter().map(move |endpoint| (render, endpoint))
-            });
+            })
+            .collect();
         let delivery = Delivery {
             transport: self.transport.as_ref(),
             secrets: &self.secrets,
@@ -154,8 +157,12 @@ impl App {
             deadline,
             invocation: self.invocations.fetch_add(1, Ordering::Relaxed),
         };
-        let outcomes: Vec<Outcome> = futures_util::stream::iter(jobs)
+        // Futures do nothing until polled: `buffered` still bounds how many run at once.
+        let runs: Vec<_> = jobs
+            .into_iter()
             .map(|(render, endpoint)| run(&delivery, render, endpoint))
+            .collect();
+        let outcomes: Vec<Outcome> = futures_util::stream::iter(runs)
             .buffered(self.config.settings.max_concurrency)
             .collect()
             .await;
@@ -254,9 +261,13 @@ async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &End
                 version_id = event.version_id.as_deref(),
                 "delivery failed"
             ),
-            None if d.status() == Status::DryRun => {
-                tracing::info!(outcome = "dry_run", "not sent (dry run)")
-            }
+            // The request in the log too: an SQS batch's answer (`batchItemFailures`) has no
+            // room for it, and under `cargo lambda watch` the log is where one looks.
+            None if d.status() == Status::DryRun => tracing::info!(
+                outcome = "dry_run",
+                request = %d.printed().map(|r| serde_json::to_string(r).unwrap_or_default()).unwrap_or_default(),
+                "not sent (dry run)"
+            ),
             None => tracing::info!(
                 outcome = ?d.status(),
                 attempts = d.attempts,

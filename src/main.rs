@@ -160,9 +160,11 @@ async fn lambda() -> Result<()> {
     if source.placeholders() {
         tracing::warn!("{PLACEHOLDER_NOTE}");
     }
-    let app = build_app(config, source, dry_run).await?;
-    let app = &app;
-    lambda_runtime::run(service_fn(
+    // The app lives as long as the process; leaking it gives every worker a plain reference.
+    let app: &'static App = Box::leak(Box::new(build_app(config, source, dry_run).await?));
+    // One invocation at a time on classic Lambda; as many as AWS_LAMBDA_MAX_CONCURRENCY
+    // asks on Lambda Managed Instances (and under `cargo lambda watch`, which sets it).
+    lambda_runtime::run_concurrent(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             handler::handle(app, event).await
         },

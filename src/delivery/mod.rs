@@ -159,6 +159,14 @@ impl Delivered {
         self.failure().is_some_and(Failure::is_retryable)
     }
 
+    /// The request a dry run printed instead of sending (secrets redacted).
+    pub fn printed(&self) -> Option<&Printable> {
+        match &self.ending {
+            Ending::DryRun(request) => Some(request),
+            _ => None,
+        }
+    }
+
     /// The orchestrator's id for the run, if it said.
     pub fn remote_id(&self) -> Option<&str> {
         match &self.ending {

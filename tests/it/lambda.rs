@@ -63,3 +63,52 @@ async fn one_process_answers_a_sequence_of_invocations_through_the_runtime() {
         &Some(Posted::Response(json!({"batchItemFailures": []})))
     );
 }
+
+#[tokio::test]
+async fn managed_concurrency_serves_invocations_side_by_side_without_warnings() {
+    let airflow = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/dags/ingest/dagRuns"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"state": "queued"}))
+                .set_delay(Duration::from_secs(1)),
+        )
+        .expect(6)
+        .mount(&airflow)
+        .await;
+    let config = format!(
+        "routes:\n  - name: r\n    target:\n      airflow: {{ base_url: '{}', api: v1, dag_id: ingest }}\n",
+        airflow.uri()
+    );
+    let started = std::time::Instant::now();
+    let served = serve(
+        &vec![bytes("s3-put.json"); 6],
+        Duration::from_secs(10),
+        &[
+            ("BUCKET_TRIGGER_CONFIG", config),
+            // What Lambda Managed Instances (and `cargo lambda watch`) set.
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "3".to_owned()),
+        ],
+    )
+    .await;
+    assert!(served.alive, "the process ended:\n{}", served.output);
+    for answer in &served.answers {
+        let Some(Posted::Response(report)) = answer else {
+            panic!("{answer:?}\n{}", served.output)
+        };
+        assert_eq!(report["summary"]["triggered"], 1, "{report}");
+    }
+    assert!(
+        !served.output.contains("WARN") && !served.output.contains("concurrency"),
+        "{}",
+        served.output
+    );
+    // Six answers that take a second each, three at a time: two rounds (about 2 s), where
+    // one at a time would take six.
+    assert!(
+        started.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        started.elapsed()
+    );
+}
