@@ -65,6 +65,8 @@ pub(super) struct Airflow {
     conf: Option<ValueTemplate>,
     logical_date: Option<StringTemplate>,
     note: Option<StringTemplate>,
+    /// Whose credentials a refusal is about: `the credentials in secret "prod/airflow"`.
+    credentials: String,
 }
 
 impl Airflow {
@@ -109,6 +111,10 @@ impl Airflow {
             conf,
             logical_date,
             note,
+            credentials: match config.auth.secret_ids().first() {
+                Some(secret) => format!("the credentials in secret {secret:?}"),
+                None => "the request (no credentials configured)".to_owned(),
+            },
         })
     }
 }
@@ -215,10 +221,25 @@ impl Target for Airflow {
             403 if body.contains("Invalid JWT") => Verdict::Unauthorized {
                 reason: format!("Airflow refused the token (403): {}", problem(body)),
             },
-            403 => Verdict::Permanent {
+            // A wrong password is a 401 on Airflow 2.10 and 3, but a 403 on 2.11; a 403 is also
+            // a user without permission on this DAG. Both name the secret, so that an operator
+            // knows where to look, and both are remembered for the invocation (no lockout).
+            401 => Verdict::Unauthorized {
                 reason: format!(
-                    "Airflow refused (403): the user may not trigger this DAG: {}",
-                    problem(body)
+                    "Airflow refused {} (401): wrong username or password, or an API that does \
+                     not accept this scheme (Airflow 2: [api] auth_backends must include \
+                     airflow.api.auth.backend.basic_auth){}",
+                    self.credentials,
+                    said(body)
+                ),
+            },
+            403 => Verdict::Unauthorized {
+                reason: format!(
+                    "Airflow refused {} (403): wrong username or password (Airflow 2.11 answers \
+                     a wrong password with 403), or the user may not trigger runs of this DAG \
+                     (it needs a role that can create DAG runs on it){}",
+                    self.credentials,
+                    said(body)
                 ),
             },
             404 => Verdict::Permanent {
@@ -230,6 +251,14 @@ impl Target for Airflow {
             },
             _ => Verdict::from_answer(answer),
         }
+    }
+}
+
+/// `: <what the body says>`, or nothing for an empty body.
+fn said(body: &str) -> String {
+    match problem(body) {
+        text if text.is_empty() => String::new(),
+        text => format!(": {text}"),
     }
 }
 
@@ -359,7 +388,8 @@ mod tests {
 
     #[test]
     fn answers() {
-        let (target, _) = airflow("base_url: http://af\ndag_id: d\n");
+        let (target, _) =
+            airflow("base_url: http://af\ndag_id: d\nauth: { basic: { secret: s } }\n");
         let ok = |code| StatusCode::from_u16(code).unwrap();
         assert!(matches!(
             target.target.interpret(&Answer::new(ok(200), "{}")),
@@ -373,10 +403,30 @@ mod tests {
             target.target.interpret(&Answer::new(ok(503), "")),
             Verdict::Retry { .. }
         ));
-        assert!(matches!(
-            target.target.interpret(&Answer::new(ok(401), "")),
-            Verdict::Unauthorized { .. }
-        ));
+        for status in [401, 403] {
+            let Verdict::Unauthorized { reason } = target
+                .target
+                .interpret(&Answer::new(ok(status), r#"{"title": "Unauthorized"}"#))
+            else {
+                panic!("{status} is a refusal of the credentials")
+            };
+            assert!(
+                reason.starts_with(&format!(
+                    "Airflow refused the credentials in secret \"s\" ({status}): wrong username or password"
+                )),
+                "{reason}"
+            );
+            assert!(reason.ends_with(": Unauthorized"), "{reason}");
+        }
+        let Verdict::Unauthorized { reason } =
+            target.target.interpret(&Answer::new(ok(403), "Forbidden"))
+        else {
+            panic!("403")
+        };
+        assert!(
+            reason.contains("may not trigger runs of this DAG"),
+            "{reason}"
+        );
         let Verdict::Permanent { reason } = target.target.interpret(&Answer::new(
             ok(404),
             r#"{"detail": "DAG with dag_id: 'd' not found", "status": 404}"#,
