@@ -180,6 +180,7 @@ mod tests {
                 ending,
                 attempts: 1,
                 http_status: Some(200),
+                warning: None,
             },
         }
     }

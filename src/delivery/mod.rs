@@ -119,6 +119,8 @@ pub struct Delivered {
     pub attempts: u32,
     /// The last HTTP status, if any answer came.
     pub http_status: Option<u16>,
+    /// Why a run that was started may not run soon (a paused DAG).
+    pub warning: Option<String>,
 }
 
 impl Delivered {
@@ -128,6 +130,7 @@ impl Delivered {
             ending,
             attempts,
             http_status,
+            warning: None,
         }
     }
 
@@ -189,7 +192,7 @@ impl Delivered {
 }
 
 /// The flat shape of the report: `run_id`, `status`, `retryable`, `attempts`, `http_status`,
-/// `remote_id`, `detail`, and for dry runs the `request`.
+/// `remote_id`, `detail`, a `warning` if there is one, and for dry runs the `request`.
 impl Serialize for Delivered {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
@@ -206,6 +209,9 @@ impl Serialize for Delivered {
             map.serialize_entry("remote_id", remote_id)?;
         }
         map.serialize_entry("detail", &self.detail())?;
+        if let Some(warning) = &self.warning {
+            map.serialize_entry("warning", warning)?;
+        }
         if let Ending::DryRun(request) = &self.ending {
             map.serialize_entry("request", request)?;
         }
@@ -392,8 +398,43 @@ impl Delivery<'_> {
                 }),
                 Step::OutOfTime => Ending::Failed(Failure::OutOfTime(verdict.into_reason())),
             };
-            return Delivered::new(ending, sends, http_status);
+            let mut delivered = Delivered::new(ending, sends, http_status);
+            if matches!(
+                delivered.ending,
+                Ending::Triggered { .. } | Ending::AlreadyTriggered
+            ) {
+                delivered.warning = self.follow_up(endpoint, built, &cx).await;
+            }
+            return delivered;
         }
+    }
+
+    /// After a run was started, what the target's follow-up says (a paused DAG), from the
+    /// endpoint's memory while fresh. A follow-up that gets no answer warns of nothing.
+    async fn follow_up(
+        &self,
+        endpoint: &Endpoint,
+        built: &Built,
+        cx: &SignContext<'_>,
+    ) -> Option<String> {
+        let mut request = endpoint.target.follow_up(built)?;
+        let url = request.url.to_string();
+        if let Some(known) = endpoint.warnings.known(&url, Instant::now().into_std()) {
+            return known;
+        }
+        endpoint.auth.sign(&mut request, cx).await.ok()?;
+        let Sent::Answered(answer) = cx.transport.send(&request, cx.timeout).await else {
+            return None;
+        };
+        let warning = endpoint.target.warning(&answer);
+        if endpoint
+            .warnings
+            .record(&url, warning.clone(), Instant::now().into_std())
+            && let Some(warning) = &warning
+        {
+            tracing::warn!(%warning, "the run will wait");
+        }
+        warning
     }
 
     /// What the policy says after a failure that is worth retrying, outside a send (a token
@@ -466,12 +507,15 @@ mod tests {
     use reqwest::header::{HeaderValue, RETRY_AFTER};
     use std::sync::Mutex;
 
-    /// A transport that plays back answers in order and records when each request came.
+    /// A transport that plays back answers in order and records when each request came. The
+    /// follow-up read of the DAG (`GET .../dags/d`) is answered apart, with `dag`.
     #[derive(Debug)]
     struct Script {
         answers: Mutex<Vec<(u16, Option<&'static str>, &'static str)>>,
         times: Mutex<Vec<Instant>>,
         authorizations: Mutex<Vec<String>>,
+        dag: &'static str,
+        dag_reads: Mutex<u32>,
     }
 
     impl Script {
@@ -485,12 +529,19 @@ mod tests {
                 answers: Mutex::new(answers.iter().rev().copied().collect()),
                 times: Mutex::new(Vec::new()),
                 authorizations: Mutex::new(Vec::new()),
+                dag: r#"{"dag_id": "d", "is_paused": false}"#,
+                dag_reads: Mutex::new(0),
             }
         }
     }
 
     impl Transport for Script {
         fn send<'a>(&'a self, request: &'a Request, _: Duration) -> BoxFuture<'a, Sent> {
+            if request.url.path().ends_with("/dags/d") {
+                *self.dag_reads.lock().unwrap() += 1;
+                let answer = Answer::new(StatusCode::OK, self.dag);
+                return Box::pin(std::future::ready(Sent::Answered(answer)));
+            }
             self.times.lock().unwrap().push(Instant::now());
             if let Some((_, value)) = request.headers.iter().find(|(n, _)| n == "authorization") {
                 let crate::http::HeaderValue::Secret { value, .. } = value else {
@@ -608,6 +659,43 @@ mod tests {
             times[1] - times[0]
         );
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_dag_is_a_warning_read_once_a_minute() {
+        let setup = config("none", policy(4, 10, 50, 2000));
+        let mut script = Script::new(&[(200, None), (409, None), (200, None), (200, None)]);
+        script.dag = r#"{"dag_id": "d", "is_paused": true}"#;
+        let first = deliver(&setup, &script, None, 1).await;
+        assert_eq!(first.status(), Status::Triggered, "{}", first.detail());
+        let warning =
+            "DAG d is paused: the run is queued and will not start until the DAG is unpaused";
+        assert_eq!(first.warning.as_deref(), Some(warning));
+        assert_eq!(
+            serde_json::to_value(&first).unwrap()["warning"],
+            serde_json::json!(warning)
+        );
+        // A redelivery (409, then the check finds our run) warns too, from memory.
+        let again = deliver(&setup, &script, None, 1).await;
+        assert_eq!(again.status(), Status::AlreadyTriggered);
+        assert_eq!(again.warning.as_deref(), Some(warning));
+        assert_eq!(*script.dag_reads.lock().unwrap(), 1);
+        // A minute later the DAG is read again.
+        tokio::time::advance(Duration::from_secs(61)).await;
+        deliver(&setup, &script, None, 2).await;
+        assert_eq!(*script.dag_reads.lock().unwrap(), 2);
+
+        // Unpaused: no warning, and none in the report.
+        let setup = config("none", policy(4, 10, 50, 2000));
+        let script = Script::new(&[(200, None)]);
+        let delivered = deliver(&setup, &script, None, 3).await;
+        assert_eq!(delivered.warning, None);
+        assert!(
+            serde_json::to_value(&delivered)
+                .unwrap()
+                .get("warning")
+                .is_none()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -176,6 +176,31 @@ impl Target for Airflow {
         })
     }
 
+    fn follow_up(&self, sent: &Built) -> Option<Request> {
+        // `.../dags/{dag_id}/dagRuns` → `.../dags/{dag_id}`; the experimental API has no
+        // such read.
+        if self.api == AirflowApi::Experimental {
+            return None;
+        }
+        let mut url = sent.request.url.clone();
+        url.path_segments_mut().ok()?.pop();
+        Some(Request::new(reqwest::Method::GET, url))
+    }
+
+    fn warning(&self, answer: &Answer) -> Option<String> {
+        let dag: Value = serde_json::from_str(&answer.body).ok()?;
+        if !answer.status.is_success() || dag.get("is_paused") != Some(&Value::Bool(true)) {
+            return None;
+        }
+        let dag_id = dag
+            .get("dag_id")
+            .and_then(Value::as_str)
+            .map_or_else(|| "the DAG".to_owned(), |id| format!("DAG {id}"));
+        Some(format!(
+            "{dag_id} is paused: the run is queued and will not start until the DAG is unpaused"
+        ))
+    }
+
     fn check(&self, sent: &Built) -> Option<Request> {
         let run_id = sent.run_id.as_deref()?;
         let url = join(&sent.request.url, &[run_id]);

@@ -12,6 +12,7 @@ mod webhook;
 mod workflows;
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use reqwest::Url;
 use serde::Deserialize;
@@ -165,6 +166,7 @@ impl TargetConfig {
             base_url,
             idempotent: facts.idempotent,
             allow_http: false,
+            warnings: Warnings::default(),
             target,
         })
     }
@@ -218,6 +220,8 @@ pub struct Endpoint {
     pub idempotent: bool,
     /// Whether `http://` may leave this machine (the route's `allow_http`).
     pub allow_http: bool,
+    /// Warnings from [`Target::follow_up`], kept a while per warm container.
+    pub warnings: Warnings,
     /// For logs and reports, e.g. `airflow v2 dag load_sales`.
     pub description: String,
 }
@@ -282,6 +286,19 @@ pub trait Target: Send + Sync + fmt::Debug {
         None
     }
 
+    /// After a run was started: a request whose answer may warn that it will not run soon
+    /// (Airflow: is the DAG paused?). Default: none.
+    fn follow_up(&self, sent: &Built) -> Option<Request> {
+        let _ = sent;
+        None
+    }
+
+    /// Reads the answer to [`Target::follow_up`]: a warning, if there is one.
+    fn warning(&self, answer: &Answer) -> Option<String> {
+        let _ = answer;
+        None
+    }
+
     /// Reads the answer to [`Target::check`]; `conflict` is what the first answer said.
     fn interpret_check(&self, sent: &Built, conflict: &str, answer: &Answer) -> Verdict {
         let _ = (sent, conflict);
@@ -313,6 +330,33 @@ pub enum TargetError {
         /// Why.
         reason: String,
     },
+}
+
+/// What [`Target::follow_up`] said, per request URL, for [`Warnings::FRESH`]: one follow-up
+/// per DAG per minute per warm container, not one per object.
+#[derive(Debug, Default)]
+pub struct Warnings(std::sync::Mutex<std::collections::HashMap<String, (Instant, Option<String>)>>);
+
+impl Warnings {
+    /// How long an answer is reused.
+    pub const FRESH: Duration = Duration::from_secs(60);
+
+    /// The warning known for `url`, if the answer is fresh: `Some(None)` = known, no warning.
+    pub fn known(&self, url: &str, now: Instant) -> Option<Option<String>> {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .get(url)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < Self::FRESH)
+            .map(|(_, warning)| warning.clone())
+    }
+
+    /// Records what `url` said; `true` when this warning is new (not the one already held),
+    /// so it is logged once, not once per object.
+    pub fn record(&self, url: &str, warning: Option<String>, now: Instant) -> bool {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = known.insert(url.to_owned(), (now, warning.clone()));
+        warning.is_some() && previous.is_none_or(|(_, before)| before != warning)
+    }
 }
 
 /// Compiles an optional string template named `{name}.{field}`.

@@ -55,14 +55,16 @@ impl Google {
         json!({ "gcp-sa": self.key.to_string() }).to_string()
     }
 
+    /// The POSTs under `path_prefix` (the reads of a DAG after a trigger are left out).
     fn requests(&self, path_prefix: &str) -> Vec<Value> {
         let all: Vec<Value> = serde_json::from_value(self.fixture.get("/_requests")).unwrap();
         all.into_iter()
             .filter(|r| {
-                r["path"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .starts_with(path_prefix)
+                r["method"] == "POST"
+                    && r["path"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with(path_prefix)
             })
             .collect()
     }
