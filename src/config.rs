@@ -255,16 +255,26 @@ impl Config {
             field,
             message,
         };
-        // A target's error names its own field (`...targets[1].url`); said once, up front.
-        let target_invalid = |error: TargetError, context: &str| match error {
-            TargetError::Invalid { field, reason } => invalid(field, format!("{reason}{context}")),
-            TargetError::Url { field, url, reason } => {
-                invalid(field, format!("invalid URL {url:?}: {reason}{context}"))
+        // A target's error names its field once, up front, in full: a field named relative to
+        // the target (`dag_id`, from rendering) gets the target's path before it.
+        let target_invalid = |name: &str, error: TargetError, context: &str| {
+            let full = |field: String| match field.starts_with(name) {
+                true => field,
+                false => format!("{name}.{field}"),
+            };
+            match error {
+                TargetError::Invalid { field, reason } => {
+                    invalid(full(field), format!("{reason}{context}"))
+                }
+                TargetError::Url { field, url, reason } => invalid(
+                    full(field),
+                    format!("invalid URL {url:?}: {reason}{context}"),
+                ),
+                TargetError::Template(error) => invalid(
+                    full(error.name().to_owned()),
+                    format!("template: {}{context}", error.message()),
+                ),
             }
-            TargetError::Template(error) => invalid(
-                error.name().to_owned(),
-                format!("template: {}{context}", error.message()),
-            ),
         };
         let settings =
             compile_settings(&raw.settings).map_err(|(field, message)| invalid(field, message))?;
@@ -314,26 +324,27 @@ impl Config {
                 secret_ids.extend(config.secret_ids().into_iter().map(str::to_owned));
                 let mut endpoint = config
                     .build(&name, &mut templates)
-                    .map_err(|e| target_invalid(e, ""))?;
+                    .map_err(|e| target_invalid(&name, e, ""))?;
                 if !route.allow_http {
                     config
                         .refuse_clear_text(&name)
-                        .map_err(|e| target_invalid(e, ""))?;
+                        .map_err(|e| target_invalid(&name, e, ""))?;
                 }
                 endpoint.allow_http = route.allow_http;
-                targets.push(endpoint);
+                targets.push((name, endpoint));
             }
             // Render against every shape an event can take, so undefined names and filter
             // mistakes (a filter on the null `version_id` of an unversioned bucket) fail here,
             // at cold start, naming the shape, not on the first real object of that shape.
             for (shape, sample) in sample_events() {
                 let render = RenderContext::new(&templates, &sample, &route.name);
-                for endpoint in &targets {
+                for (name, endpoint) in &targets {
                     endpoint
                         .check(&render)
-                        .map_err(|e| target_invalid(e, &format!(" (rendering {shape})")))?;
+                        .map_err(|e| target_invalid(name, e, &format!(" (rendering {shape})")))?;
                 }
             }
+            let targets = targets.into_iter().map(|(_, endpoint)| endpoint).collect();
             routes.push(Route {
                 name: route.name.clone(),
                 matcher,

@@ -1220,7 +1220,7 @@ fn configs() -> Vec<(&'static str, String, Vec<&'static str>)> {
         // ---- Airflow fields --------------------------------------------------------------
         ("dag_id missing", sales_target("airflow: { base_url: 'https://af' }"), vec!["missing field `dag_id`"]),
         ("dag_id empty", sales_airflow("").replace("dag_id: load", "dag_id: ''"), vec!["routes[0] (sales).target.dag_id: must not be empty"]),
-        ("dag_id rendering to nothing", sales_airflow("").replace("dag_id: load", "dag_id: \"{{ '' }}\""), vec!["routes[0] (sales).target: dag_id: rendered to \"\""]),
+        ("dag_id rendering to nothing", sales_airflow("").replace("dag_id: load", "dag_id: \"{{ '' }}\""), vec!["routes[0] (sales).target.dag_id: rendered to \"\""]),
         ("api unknown", sales_airflow(", api: v4"), vec!["v4", "line 3"]),
         ("unknown Airflow field", sales_airflow(", dagid: x"), vec!["unknown field `dagid`"]),
         ("base_url a template", sales_target("airflow: { base_url: 'https://{{ bucket }}.example.com', dag_id: d }"), vec!["routes[0] (sales).target.base_url", "template"]),
@@ -1239,7 +1239,7 @@ fn configs() -> Vec<(&'static str, String, Vec<&'static str>)> {
         ("undefined attribute of event in text", sales_airflow(", conf: { a: [ { b: 'x{{ event.nope }}' } ] }"), vec!["routes[0] (sales).target.conf.a[0].b", "`event.nope` is undefined"]),
         ("number plus string", sales_airflow(", note: '{{ size + \"x\" }}'"), vec!["routes[0] (sales).target.note", "+ operator on unsupported types number and string"]),
         ("a body too big for memory", sales_target("webhook: { url: 'https://h', body: '{{ range(10000000) | list }}' }"), vec!["routes[0] (sales).target.body", "range has too many elements"]),
-        ("Workflows argument over 32 KiB", sales_target("workflows: { project: p, location: l, workflow: w, argument: '{{ key * 40000 }}', auth: { bearer: { secret: s } } }"), vec!["routes[0] (sales).target: argument: is 960002 bytes as JSON; Workflows accepts at most 32768"]),
+        ("Workflows argument over 32 KiB", sales_target("workflows: { project: p, location: l, workflow: w, argument: '{{ key * 40000 }}', auth: { bearer: { secret: s } } }"), vec!["routes[0] (sales).target.argument: is 960002 bytes as JSON; Workflows accepts at most 32768"]),
         // ---- match -----------------------------------------------------------------------------
         ("glob ***", sales(&format!("    match: {{ glob: 'in/***.csv' }}\n{AIRFLOW}")), vec!["routes[0] (sales).match.glob: invalid glob \"in/***.csv\": at most two stars"]),
         ("glob unclosed [", sales(&format!("    match: {{ glob: 'in/[ab.csv' }}\n{AIRFLOW}")), vec!["routes[0] (sales).match.glob", "unclosed '['"]),
