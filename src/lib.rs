@@ -20,6 +20,7 @@ pub mod http;
 pub mod report;
 pub mod routing;
 pub mod secrets;
+pub mod store;
 pub mod targets;
 pub mod template;
 

@@ -1,0 +1,267 @@
+//! Store: idempotency records in DynamoDB through the AWS SDK. One item per key, partition
+//! key `pk` (a string); the table's TTL attribute is `expires_at` (epoch seconds). Every state
+//! change is one conditional write, so two invocations racing for the same object cannot both
+//! win.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use futures_util::future::BoxFuture;
+use tokio::sync::OnceCell;
+
+use super::{Claim, Done, Key, Store, StoreError};
+
+const IN_PROGRESS: &str = "IN_PROGRESS";
+const COMPLETED: &str = "COMPLETED";
+
+/// An IN_PROGRESS record outlives its lease by this much before DynamoDB's TTL may remove it
+/// (after the lease it can be taken over anyway).
+const IN_PROGRESS_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// DynamoDB, through one SDK client built on first use (as Secrets Manager's is).
+#[derive(Debug, Default)]
+pub struct DynamoDb {
+    client: OnceCell<Client>,
+}
+
+impl DynamoDb {
+    /// A client from the default AWS configuration chain (honouring `AWS_ENDPOINT_URL_DYNAMODB`
+    /// / `AWS_ENDPOINT_URL`), built on first use.
+    pub fn from_env() -> Self {
+        DynamoDb::default()
+    }
+
+    /// Wraps a client.
+    pub fn new(client: Client) -> Self {
+        DynamoDb {
+            client: OnceCell::new_with(Some(client)),
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async {
+                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                Client::new(&config)
+            })
+            .await
+    }
+
+    async fn claim(
+        &self,
+        key: &Key,
+        now: SystemTime,
+        lease_until: SystemTime,
+    ) -> Result<Claim, StoreError> {
+        let client = self.client().await;
+        // A record released between our failed write and our read: try again (twice at most).
+        for _ in 0..3 {
+            let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            let mut item = identity(key);
+            item.insert("status".into(), s(IN_PROGRESS));
+            item.insert("token".into(), s(&token));
+            item.insert("lease_until".into(), n(millis(lease_until)));
+            item.insert(
+                "expires_at".into(),
+                n(seconds(lease_until + IN_PROGRESS_KEPT)),
+            );
+            let put = client
+                .put_item()
+                .table_name(&key.table)
+                .set_item(Some(item))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR (#status = :in_progress AND lease_until < :now)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+                .expression_attribute_values(":now", n(millis(now)))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await;
+            match put {
+                Ok(output) => {
+                    let took_over = output.attributes.is_some_and(|old| !old.is_empty());
+                    return Ok(Claim::Won { token, took_over });
+                }
+                Err(error) if conditional_failed(&error) => {}
+                Err(error) => return Err(failed(key, &error)),
+            }
+            let existing = client
+                .get_item()
+                .table_name(&key.table)
+                .key("pk", s(&key.id))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|error| failed(key, &error))?;
+            let Some(item) = existing.item else {
+                continue;
+            };
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            return Ok(match text("status").as_deref() {
+                Some(COMPLETED) => Claim::Completed {
+                    remote_id: text("remote_id"),
+                    run_id: text("run_id"),
+                },
+                _ => {
+                    let until = item
+                        .get("lease_until")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|ms| ms.parse::<u64>().ok())
+                        .map_or(now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
+                    Claim::Busy { until }
+                }
+            });
+        }
+        Err(StoreError {
+            table: key.table.clone(),
+            message: "the record kept changing while it was claimed".into(),
+        })
+    }
+
+    async fn complete(&self, key: &Key, token: &str, done: Done<'_>) -> Result<(), StoreError> {
+        let mut update = self
+            .client()
+            .await
+            .update_item()
+            .table_name(&key.table)
+            .key("pk", s(&key.id))
+            .condition_expression("#token = :token")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":completed", s(COMPLETED))
+            .expression_attribute_values(":at", n(millis(done.at)))
+            .expression_attribute_values(":expires", n(seconds(done.keep_until)));
+        let mut set = vec![
+            "#status = :completed",
+            "completed_at = :at",
+            "expires_at = :expires",
+        ];
+        if let Some(remote_id) = done.remote_id {
+            update = update.expression_attribute_values(":remote_id", s(remote_id));
+            set.push("remote_id = :remote_id");
+        }
+        if let Some(run_id) = done.run_id {
+            update = update.expression_attribute_values(":run_id", s(run_id));
+            set.push("run_id = :run_id");
+        }
+        match update
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Our lease ran out and another invocation took the record over: it decides.
+            Err(error) if conditional_failed(&error) => {
+                tracing::warn!(table = %key.table, "idempotency record was taken over before it was completed");
+                Ok(())
+            }
+            Err(error) => Err(failed(key, &error)),
+        }
+    }
+
+    async fn release(&self, key: &Key, token: &str) -> Result<(), StoreError> {
+        let delete = self
+            .client()
+            .await
+            .delete_item()
+            .table_name(&key.table)
+            .key("pk", s(&key.id))
+            .condition_expression("#token = :token AND #status = :in_progress")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":in_progress", s(IN_PROGRESS))
+            .send()
+            .await;
+        match delete {
+            Ok(_) => Ok(()),
+            Err(error) if conditional_failed(&error) => Ok(()),
+            Err(error) => Err(failed(key, &error)),
+        }
+    }
+}
+
+impl Store for DynamoDb {
+    fn claim<'a>(
+        &'a self,
+        key: &'a Key,
+        now: SystemTime,
+        lease_until: SystemTime,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        Box::pin(self.claim(key, now, lease_until))
+    }
+
+    fn complete<'a>(
+        &'a self,
+        key: &'a Key,
+        token: &'a str,
+        done: Done<'a>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.complete(key, token, done))
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a Key,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.release(key, token))
+    }
+}
+
+/// The attributes that say what a record is about, for an operator reading the table.
+fn identity(key: &Key) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), s(&key.id)),
+        ("route".to_owned(), s(&key.route)),
+        ("target".to_owned(), s(&key.target)),
+        ("bucket".to_owned(), s(&key.bucket)),
+        ("object_key".to_owned(), s(&key.key)),
+        ("version".to_owned(), s(&key.version)),
+    ])
+}
+
+fn s(text: &str) -> AttributeValue {
+    AttributeValue::S(text.to_owned())
+}
+
+fn n(number: u64) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+fn millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn conditional_failed<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+    error.as_service_error().and_then(ProvideErrorMetadata::code)
+        == Some("ConditionalCheckFailedException")
+}
+
+fn failed<E, R>(key: &Key, error: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match error.as_service_error().and_then(ProvideErrorMetadata::code) {
+        Some("ResourceNotFoundException") => {
+            "no such table (create it with partition key pk, a string, and TTL on expires_at)"
+                .to_owned()
+        }
+        _ => DisplayErrorContext(error).to_string(),
+    };
+    StoreError {
+        table: key.table.clone(),
+        message,
+    }
+}

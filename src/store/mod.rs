@@ -1,0 +1,292 @@
+//! Store: the idempotency record of each event × route × target, so that an object version
+//! starts one run per target however often it is delivered. A delivery first *claims* its key
+//! (a conditional write: IN_PROGRESS until a lease just past the invocation's deadline), sends
+//! only if it won the claim, then marks it COMPLETED (with the remote id, kept for a window) or
+//! *releases* it when nothing ran, so that a retry may claim it again. A lease that ran out
+//! (a crashed invocation) is taken over. [`DynamoDb`] keeps the records; opt-in per route.
+
+mod dynamodb;
+
+use std::time::SystemTime;
+
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
+
+use crate::event::ObjectEvent;
+
+pub use dynamodb::DynamoDb;
+
+/// What identifies one delivery: route, target and object version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    /// The table holding it.
+    pub table: String,
+    /// SHA-256 (hex) of [`Key::canonical`]: fixed length, whatever the object key's.
+    pub id: String,
+    /// Route name.
+    pub route: String,
+    /// Target description (`airflow v2 dag load_sales`).
+    pub target: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Which version of the object: `version:<id>`, else `sequencer:<s>`, else
+    /// `etag:<etag>:<size>`; `None` when the event carries none of them (nothing to dedupe on).
+    pub version: String,
+}
+
+impl Key {
+    /// The key for `event` on `route` × `target` in `table`, or `None` when the event names
+    /// no version at all (then every delivery is sent, as without a store).
+    pub fn new(table: &str, route: &str, target: &str, event: &ObjectEvent) -> Option<Key> {
+        let version = match (&event.version_id, &event.sequencer, &event.etag) {
+            (Some(version), _, _) => format!("version:{version}"),
+            (None, Some(sequencer), _) => format!("sequencer:{sequencer}"),
+            (None, None, Some(etag)) => format!("etag:{etag}:{}", event.size.unwrap_or(0)),
+            (None, None, None) => return None,
+        };
+        let mut key = Key {
+            table: table.to_owned(),
+            id: String::new(),
+            route: route.to_owned(),
+            target: target.to_owned(),
+            bucket: event.bucket.clone(),
+            key: event.key.clone(),
+            version,
+        };
+        key.id = crate::template::hex(&Sha256::digest(key.canonical().as_bytes()));
+        Some(key)
+    }
+
+    /// Every part, each length-prefixed so no two keys share a canonical form.
+    fn canonical(&self) -> String {
+        [
+            &self.route,
+            &self.target,
+            &self.bucket,
+            &self.key,
+            &self.version,
+        ]
+        .iter()
+        .map(|part| format!("{}:{part}", part.len()))
+        .collect::<Vec<_>>()
+        .join("|")
+    }
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours: send. `token` proves it when completing or releasing.
+    Won {
+        /// This claim's token.
+        token: String,
+        /// Whether it took over a lease that had run out (a crashed invocation).
+        took_over: bool,
+    },
+    /// Delivered before.
+    Completed {
+        /// The orchestrator's id for the run, if it gave one.
+        remote_id: Option<String>,
+        /// The idempotency key sent (Airflow run id), if any.
+        run_id: Option<String>,
+    },
+    /// Another invocation is delivering it now, until `until`.
+    Busy {
+        /// When its lease runs out.
+        until: SystemTime,
+    },
+}
+
+/// The store could not be used; the delivery is not sent (retryable).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("idempotency table {table}: {message}")]
+pub struct StoreError {
+    /// Table name.
+    pub table: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Where idempotency records live.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Claims `key` until `lease_until` unless it is completed or held by a live lease.
+    fn claim<'a>(
+        &'a self,
+        key: &'a Key,
+        now: SystemTime,
+        lease_until: SystemTime,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>>;
+
+    /// Marks `key` (claimed with `token`) completed, kept until `keep_until`.
+    fn complete<'a>(
+        &'a self,
+        key: &'a Key,
+        token: &'a str,
+        done: Done<'a>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Gives the claim up: nothing ran, a retry may claim it.
+    fn release<'a>(&'a self, key: &'a Key, token: &'a str)
+    -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// What a completed delivery records.
+#[derive(Debug, Clone, Copy)]
+pub struct Done<'a> {
+    /// The orchestrator's id for the run.
+    pub remote_id: Option<&'a str>,
+    /// The idempotency key sent.
+    pub run_id: Option<&'a str>,
+    /// When it completed.
+    pub at: SystemTime,
+    /// Until when the record is kept (the table's TTL attribute).
+    pub keep_until: SystemTime,
+}
+
+/// A store in memory, for the delivery loop's unit tests.
+#[cfg(test)]
+pub mod memory {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// One record.
+    #[derive(Debug, Clone)]
+    pub enum Record {
+        /// Claimed with a token until a time.
+        InProgress(String, SystemTime),
+        /// Completed, with its remote id.
+        Completed(Option<String>, Option<String>),
+    }
+
+    /// Records by key id; `fail` makes every call fail.
+    #[derive(Debug, Default)]
+    pub struct Memory {
+        /// The records.
+        pub records: Mutex<HashMap<String, Record>>,
+        /// Fail every call (the store is down).
+        pub fail: bool,
+    }
+
+    impl Memory {
+        fn check(&self, key: &Key) -> Result<(), StoreError> {
+            match self.fail {
+                true => Err(StoreError {
+                    table: key.table.clone(),
+                    message: "unavailable".into(),
+                }),
+                false => Ok(()),
+            }
+        }
+    }
+
+    impl Store for Memory {
+        fn claim<'a>(
+            &'a self,
+            key: &'a Key,
+            now: SystemTime,
+            lease_until: SystemTime,
+        ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+            let result = self.check(key).map(|()| {
+                let mut records = self.records.lock().unwrap();
+                let took_over = match records.get(&key.id) {
+                    Some(Record::Completed(remote_id, run_id)) => {
+                        return Claim::Completed {
+                            remote_id: remote_id.clone(),
+                            run_id: run_id.clone(),
+                        };
+                    }
+                    Some(Record::InProgress(_, until)) if *until > now => {
+                        return Claim::Busy { until: *until };
+                    }
+                    Some(Record::InProgress(..)) => true,
+                    None => false,
+                };
+                let token = format!("t{}", fastrand::u64(..));
+                records.insert(key.id.clone(), Record::InProgress(token.clone(), lease_until));
+                Claim::Won { token, took_over }
+            });
+            Box::pin(std::future::ready(result))
+        }
+
+        fn complete<'a>(
+            &'a self,
+            key: &'a Key,
+            _: &'a str,
+            done: Done<'a>,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            let result = self.check(key).map(|()| {
+                let record = Record::Completed(
+                    done.remote_id.map(str::to_owned),
+                    done.run_id.map(str::to_owned),
+                );
+                self.records.lock().unwrap().insert(key.id.clone(), record);
+            });
+            Box::pin(std::future::ready(result))
+        }
+
+        fn release<'a>(
+            &'a self,
+            key: &'a Key,
+            token: &'a str,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            let result = self.check(key).map(|()| {
+                let mut records = self.records.lock().unwrap();
+                if matches!(records.get(&key.id), Some(Record::InProgress(t, _)) if t == token) {
+                    records.remove(&key.id);
+                }
+            });
+            Box::pin(std::future::ready(result))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_name_the_version_and_differ_by_every_part() {
+        let mut event = ObjectEvent::put("b", "k.csv");
+        event.sequencer = Some("0A".into());
+        event.etag = Some("e".into());
+        let key = Key::new("t", "r", "webhook", &event).unwrap();
+        assert_eq!(key.version, "sequencer:0A");
+        assert_eq!(key.id.len(), 64);
+        event.version_id = Some("v1".into());
+        assert_eq!(
+            Key::new("t", "r", "webhook", &event).unwrap().version,
+            "version:v1"
+        );
+        let ids: Vec<String> = [
+            ("r", "webhook", "b", "k.csv"),
+            ("r2", "webhook", "b", "k.csv"),
+            ("r", "webhook2", "b", "k.csv"),
+            ("r", "webhook", "b2", "k.csv"),
+            ("r", "webhook", "b", "k2.csv"),
+            // Length prefixes: moving a character between parts changes the key.
+            ("r|", "webhook", "b", "k.csv"),
+        ]
+        .iter()
+        .map(|(route, target, bucket, key)| {
+            let mut event = event.clone();
+            event.bucket = (*bucket).into();
+            event.key = (*key).into();
+            Key::new("t", route, target, &event).unwrap().id
+        })
+        .collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+
+        let mut bare = ObjectEvent::put("b", "k");
+        bare.etag = None;
+        bare.sequencer = None;
+        bare.version_id = None;
+        assert_eq!(Key::new("t", "r", "w", &bare), None);
+    }
+}
