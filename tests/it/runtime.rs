@@ -4,6 +4,7 @@
 //! posted, its output (the function's log), and whether it was still alive at the end: a
 //! panic (with `panic = "abort"` in release) or an exit would end the process early.
 
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -106,6 +107,10 @@ pub async fn serve(events: &[Vec<u8>], budget: Duration, env: &[(&str, String)])
         command.env(name, value);
     }
     let mut child = command.spawn().expect("cannot start the binary");
+    // Read the output while the process runs: a pipe holds 64 KiB, and a function logging more
+    // (RUST_LOG=trace) would otherwise block on its next write and never answer.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
 
     let limit = Instant::now() + budget * events.len() as u32 + Duration::from_secs(20);
     let answers = loop {
@@ -118,16 +123,28 @@ pub async fn serve(events: &[Vec<u8>], budget: Duration, env: &[(&str, String)])
     };
     let alive = !exited(&mut child);
     let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
+    let _ = child.wait();
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     Served {
         answers,
         output: format!(
             "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
         ),
         alive,
     }
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
 }
 
 fn exited(child: &mut Child) -> bool {
