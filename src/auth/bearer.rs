@@ -45,10 +45,28 @@ impl Bearer {
     }
 }
 
-/// `Authorization: Bearer <token>`, shown as `Bearer ****`.
+/// `Authorization: Bearer <token>`, shown as `Bearer ****`. Blanks around the token (a secret
+/// pasted with a trailing space) are dropped: a server reads the header without them (RFC 9110
+/// §5.5, RFC 7235 `1*SP`), so that is the token an echoing answer quotes, and the one the
+/// transport must find to scrub it.
 pub(crate) fn header(token: &SecretString) -> HeaderValue {
     HeaderValue::Secret {
-        value: SecretString::new(format!("Bearer {}", token.expose())),
+        value: SecretString::new(format!("Bearer {}", token.expose().trim())),
         shown: "Bearer ****".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blanks_around_the_token_are_not_sent() {
+        let HeaderValue::Secret { value, shown } = header(&SecretString::new(" t0k3n/+= \t"))
+        else {
+            panic!("a secret header")
+        };
+        assert_eq!(value.expose(), "Bearer t0k3n/+=");
+        assert_eq!(shown, "Bearer ****");
     }
 }

@@ -8,6 +8,7 @@ mod events;
 mod google;
 mod handler;
 mod lambda;
+mod leak;
 mod malformed;
 mod runtime;
 mod secrets_manager;
