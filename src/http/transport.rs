@@ -257,7 +257,7 @@ impl Network {
         let body = if body.is_empty() {
             String::new()
         } else {
-            scrub(&body, &secrets_of(request))
+            scrub_answer(&body, &secrets_of(request))
         };
         Sent::Answered(Answer {
             status,
@@ -360,6 +360,45 @@ pub fn scrub(text: &str, secrets: &[String]) -> String {
         }
     }
     text
+}
+
+/// [`scrub`] for an answer: a JSON answer is scrubbed as decoded, because JSON may spell a
+/// secret with escapes (`\/`, `\u002B`) that its plain text search would miss, and every reader
+/// that quotes a JSON answer decodes it first. A JSON answer that held a secret is written back
+/// without such escapes; any other answer is scrubbed as text.
+fn scrub_answer(body: &str, secrets: &[String]) -> String {
+    if let Ok(mut json) = serde_json::from_str::<Value>(body)
+        && scrub_json(&mut json, secrets)
+    {
+        return scrub(&json.to_string(), secrets);
+    }
+    scrub(body, secrets)
+}
+
+/// Scrubs every string (and key) of `value`; whether anything changed.
+fn scrub_json(value: &mut Value, secrets: &[String]) -> bool {
+    fn clean(text: &mut String, secrets: &[String]) -> bool {
+        let scrubbed = scrub(text, secrets);
+        let changed = scrubbed != *text;
+        *text = scrubbed;
+        changed
+    }
+    match value {
+        Value::String(text) => clean(text, secrets),
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, item| scrub_json(item, secrets) | changed),
+        Value::Object(map) => {
+            let mut changed = false;
+            for (mut key, mut item) in std::mem::take(map) {
+                changed |= clean(&mut key, secrets);
+                changed |= scrub_json(&mut item, secrets);
+                map.insert(key, item);
+            }
+            changed
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 impl Transport for Network {
@@ -707,5 +746,22 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn json_answers_are_scrubbed_as_decoded_whatever_their_escapes() {
+        let secrets = vec!["a/b+c&d".to_owned()];
+        // PHP escapes `/`, .NET escapes `+` and `&`: the plain text search alone misses both.
+        let body = r#"{"echo": "Bearer a\/b\u002Bc\u0026d", "a\/b+c&d": 1, "list": ["x", "a/b+c&d"]}"#;
+        let scrubbed = scrub_answer(body, &secrets);
+        let json: Value = serde_json::from_str(&scrubbed).unwrap();
+        assert_eq!(json["echo"], "Bearer ****");
+        assert_eq!(json["****"], 1);
+        assert_eq!(json["list"][1], "****");
+        // Nothing to scrub: the answer is left byte for byte.
+        let clean = r#"{"b": "x\/y", "a": 1}"#;
+        assert_eq!(scrub_answer(clean, &secrets), clean);
+        // Not JSON (or cut at the read cap): scrubbed as text.
+        assert_eq!(scrub_answer("<p>a/b+c&d</p>", &secrets), "<p>****</p>");
     }
 }
