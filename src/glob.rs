@@ -43,6 +43,12 @@ pub struct GlobError {
 impl Glob {
     /// Compiles a pattern.
     pub fn new(pattern: &str) -> Result<Glob, GlobError> {
+        if pattern.is_empty() {
+            return Err(GlobError {
+                pattern: String::new(),
+                reason: "is empty (leave `glob` out to match every key)".to_owned(),
+            });
+        }
         if unescaped(pattern).contains("***") {
             return Err(GlobError {
                 pattern: pattern.to_owned(),

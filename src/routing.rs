@@ -179,12 +179,7 @@ impl Matcher {
                 .collect(),
             prefix: config.prefix.clone().unwrap_or_default(),
             suffix: config.suffix.clone().unwrap_or_default(),
-            glob: config
-                .glob
-                .as_deref()
-                .filter(|glob| !glob.is_empty())
-                .map(Glob::new)
-                .transpose()?,
+            glob: config.glob.as_deref().map(Glob::new).transpose()?,
             events,
         })
     }

@@ -195,6 +195,7 @@ impl Templates {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_filter("slug", slug);
+        env.add_filter("native_json", native_json);
         env.add_filter("basename", |key: &str| basename(key).to_owned());
         env.add_filter("dirname", |key: &str| match key.rfind('/') {
             Some(index) => key[..index].to_owned(),
@@ -236,7 +237,7 @@ impl Templates {
         Ok(match value {
             Json::String(source) if has_syntax(source) => {
                 if let Some(expression) = lone_expression(source) {
-                    self.compile(name, format!("{{{{ ({expression}) | tojson }}}}"))?;
+                    self.compile(name, format!("{{{{ ({expression}) | native_json }}}}"))?;
                     ValueTemplate::Native(name.to_owned())
                 } else {
                     self.compile(name, source.clone())?;
@@ -343,6 +344,20 @@ impl Templates {
             .render(context)
             .map_err(|e| TemplateError::new(name, &e))
     }
+}
+
+/// A lone expression's value as JSON; undefined is an error (as it is when printed), not the
+/// `null` that `tojson` would make of `{{ event.typo }}`.
+fn native_json(value: Value) -> Result<String, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            "the expression is undefined",
+        ));
+    }
+    serde_json::to_string(&value).map_err(|error| {
+        minijinja::Error::new(minijinja::ErrorKind::BadSerialization, error.to_string())
+    })
 }
 
 fn has_syntax(source: &str) -> bool {
@@ -519,6 +534,18 @@ mod tests {
         );
         assert!(err.contains("`event.buckett` is undefined"), "{err}");
         assert!(err.contains("an event has: bucket, key, size,"), "{err}");
+        // A lone expression keeps its type, and an undefined one is an error too (not null).
+        let t = templates
+            .add_value("conf", &json!({"k": "{{ event.nope }}"}))
+            .unwrap();
+        let err = RenderContext::new(&templates, &event, "r")
+            .value(&t)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("template conf.k: undefined value: the expression is undefined"),
+            "{err}"
+        );
         assert!(!err.contains("record_id, event"), "{err}");
     }
 }

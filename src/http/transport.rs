@@ -752,7 +752,8 @@ mod tests {
     fn json_answers_are_scrubbed_as_decoded_whatever_their_escapes() {
         let secrets = vec!["a/b+c&d".to_owned()];
         // PHP escapes `/`, .NET escapes `+` and `&`: the plain text search alone misses both.
-        let body = r#"{"echo": "Bearer a\/b\u002Bc\u0026d", "a\/b+c&d": 1, "list": ["x", "a/b+c&d"]}"#;
+        let body =
+            r#"{"echo": "Bearer a\/b\u002Bc\u0026d", "a\/b+c&d": 1, "list": ["x", "a/b+c&d"]}"#;
         let scrubbed = scrub_answer(body, &secrets);
         let json: Value = serde_json::from_str(&scrubbed).unwrap();
         assert_eq!(json["echo"], "Bearer ****");

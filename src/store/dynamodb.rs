@@ -244,7 +244,9 @@ fn seconds(time: SystemTime) -> u64 {
 }
 
 fn conditional_failed<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
-    error.as_service_error().and_then(ProvideErrorMetadata::code)
+    error
+        .as_service_error()
+        .and_then(ProvideErrorMetadata::code)
         == Some("ConditionalCheckFailedException")
 }
 
@@ -253,7 +255,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = match error.as_service_error().and_then(ProvideErrorMetadata::code) {
+    let message = match error
+        .as_service_error()
+        .and_then(ProvideErrorMetadata::code)
+    {
         Some("ResourceNotFoundException") => {
             "no such table (create it with partition key pk, a string, and TTL on expires_at)"
                 .to_owned()

@@ -206,7 +206,10 @@ pub mod memory {
                     None => false,
                 };
                 let token = format!("t{}", fastrand::u64(..));
-                records.insert(key.id.clone(), Record::InProgress(token.clone(), lease_until));
+                records.insert(
+                    key.id.clone(),
+                    Record::InProgress(token.clone(), lease_until),
+                );
                 Claim::Won { token, took_over }
             });
             Box::pin(std::future::ready(result))

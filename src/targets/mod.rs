@@ -135,6 +135,9 @@ impl TargetConfig {
                 reason: format!("{} takes {accepted}, not {}", facts.kind, auth.name()),
             });
         }
+        if let Some(url) = facts.auth.token_url() {
+            base_url::parse_base_url(&format!("{name}.auth.token_url"), url)?;
+        }
         let base_url = match facts.base {
             Base::Config(field, config) => BaseUrl::new(&format!("{name}.{field}"), config)?,
             Base::WithQuery(field, url) => BaseUrl::with_query(&format!("{name}.{field}"), url)?,

@@ -69,6 +69,14 @@ impl Webhook {
             .headers
             .iter()
             .map(|(header, value)| {
+                if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return Err(TargetError::Invalid {
+                        field: format!("{name}.headers.{header}"),
+                        reason: "is not a valid HTTP header name (letters, digits and \
+                                 !#$%&'*+-.^_`|~ only; no spaces)"
+                            .to_owned(),
+                    });
+                }
                 if header.eq_ignore_ascii_case("authorization") {
                     return Err(TargetError::Invalid {
                         field: format!("{name}.headers.{header}"),
