@@ -149,10 +149,23 @@ impl Report {
         ids
     }
 
-    /// The answer to an SQS event source with `ReportBatchItemFailures`.
+    /// The answer to an SQS event source with `ReportBatchItemFailures`. A failure whose
+    /// message has no id (SQS always sends one; a hand-made batch may not) is answered with an
+    /// empty identifier, which Lambda reads as "the whole batch failed": redelivered, not lost.
     pub fn sqs_response(&self) -> SqsBatchResponse {
+        let mut ids = self.failed_message_ids();
+        let anonymous = self
+            .outcomes
+            .iter()
+            .filter(|o| o.failed())
+            .map(|o| &o.record_id)
+            .chain(self.bad_messages.iter().map(|m| &m.record_id))
+            .any(Option::is_none);
+        if anonymous {
+            ids.push(String::new());
+        }
         let mut response = SqsBatchResponse::default();
-        response.set_failures(self.failed_message_ids());
+        response.set_failures(ids);
         response
     }
 

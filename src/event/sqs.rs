@@ -1,27 +1,36 @@
 //! Events in: SQS batches (`Records[].eventSource = "aws:sqs"`) whose bodies hold S3
 //! notifications, SNS envelopes of them, or EventBridge events.
 
-use aws_lambda_events::sqs::SqsEvent;
 use serde_json::Value;
 
 use super::{Body, EventError, Message};
 
-/// Parses an SQS batch. Each message is parsed on its own: a bad body fails only its message.
+/// Parses an SQS batch. Each message is read on its own: a bad record or body fails only its
+/// message (with its id when it has one), never the batch.
 pub(super) fn parse(value: Value) -> Result<Vec<Message>, EventError> {
-    let event: SqsEvent =
-        serde_json::from_value(value).map_err(|e| EventError::malformed("SQS batch", e))?;
-    Ok(event
-        .records
-        .into_iter()
+    let Some(Value::Array(records)) = value.get("Records") else {
+        return Err(EventError::malformed("SQS batch", "Records is not a list"));
+    };
+    Ok(records
+        .iter()
         .enumerate()
         .map(|(index, record)| {
-            let id = record.message_id;
-            let body = match record.body {
-                Some(body) => parse_message(&body, id.as_deref()),
-                None => Err(EventError::malformed(
-                    format!("SQS message {index}"),
-                    "missing body",
+            let id = record
+                .get("messageId")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let what = format!("SQS message Records[{index}]");
+            let body = match record.get("body") {
+                _ if !record.is_object() => {
+                    Err(EventError::malformed(what, "is not an object"))
+                }
+                _ if id.is_none() => Err(EventError::malformed(
+                    what,
+                    "messageId is missing or not a string",
                 )),
+                Some(Value::String(body)) => parse_message(body, id.as_deref()),
+                Some(_) => Err(EventError::malformed(what, "body is not a string")),
+                None => Err(EventError::malformed(what, "missing body")),
             };
             Message { id, body }
         })
