@@ -44,8 +44,9 @@ pub(super) fn parse(value: Value) -> Result<ObjectEvent, EventError> {
             found: format!("EventBridge event from {source:?} with detail-type {detail_type:?}"),
         });
     }
-    let envelope: Envelope = serde_json::from_value(value)
-        .map_err(|e| EventError::malformed("EventBridge Object Created event", e))?;
+    let envelope: Envelope = serde_path_to_error::deserialize(value).map_err(|e| {
+        EventError::malformed("EventBridge Object Created event", super::at_path(&e))
+    })?;
     let detail = envelope.detail;
     Ok(ObjectEvent {
         source: Source::EventBridge,

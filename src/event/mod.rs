@@ -204,6 +204,15 @@ impl Parsed {
     }
 }
 
+/// A deserialization error with the path to the field it is about (`Records[0].s3.object.size:
+/// invalid type ...`), or just the error at the top level.
+fn at_path(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    match error.path().to_string().as_str() {
+        "." => error.inner().to_string(),
+        path => format!("{path}: {}", error.inner()),
+    }
+}
+
 /// Parses raw payload bytes (from a file or the Lambda runtime).
 pub fn parse_bytes(bytes: &[u8]) -> Result<Parsed, EventError> {
     let value: Value = serde_json::from_slice(bytes).map_err(EventError::Json)?;

@@ -48,8 +48,8 @@ struct ObjectRef {
 
 /// Parses an S3 notification (`{"Records": [...]}`) into one event per record.
 pub(super) fn parse(value: Value, source: Source) -> Result<Vec<ObjectEvent>, EventError> {
-    let event: Notification =
-        serde_json::from_value(value).map_err(|e| EventError::malformed("S3 notification", e))?;
+    let event: Notification = serde_path_to_error::deserialize(value)
+        .map_err(|e| EventError::malformed("S3 notification", super::at_path(&e)))?;
     event
         .records
         .into_iter()

@@ -21,9 +21,7 @@ pub(super) fn parse(value: Value) -> Result<Vec<Message>, EventError> {
                 .map(str::to_owned);
             let what = format!("SQS message Records[{index}]");
             let body = match record.get("body") {
-                _ if !record.is_object() => {
-                    Err(EventError::malformed(what, "is not an object"))
-                }
+                _ if !record.is_object() => Err(EventError::malformed(what, "is not an object")),
                 _ if id.is_none() => Err(EventError::malformed(
                     what,
                     "messageId is missing or not a string",

@@ -291,20 +291,16 @@ fn events() -> Vec<Case> {
         ),
         // ---- direct S3: missing and wrong-typed fields ------------------------------------
         case("s3 missing", s3_without("/0/s3"), InvalidEvent, "missing field `s3`"),
-        // TODO(lead): names the Rust type `Entity`, not the field `s3`.
-        case("s3 null", s3_with("/0/s3", Value::Null), InvalidEvent, "invalid type: null, expected struct Entity"),
+        case("s3 null", s3_with("/0/s3", Value::Null), InvalidEvent, "Records[0].s3: invalid type: null, expected struct Entity"),
         case("s3.bucket missing", s3_without("/0/s3/bucket"), InvalidEvent, "missing field `bucket`"),
         case("s3.object missing", s3_without("/0/s3/object"), InvalidEvent, "missing field `object`"),
         case("bucket name missing", s3_without("/0/s3/bucket/name"), InvalidEvent, "s3.bucket.name"),
         case("bucket name empty", s3_with("/0/s3/bucket/name", json!("")), InvalidEvent, "s3.bucket.name"),
-        // TODO(lead): does not name s3.bucket.name.
-        case("bucket name a number", s3_with("/0/s3/bucket/name", json!(5)), InvalidEvent, "invalid type: integer `5`, expected a string"),
+        case("bucket name a number", s3_with("/0/s3/bucket/name", json!(5)), InvalidEvent, "Records[0].s3.bucket.name: invalid type: integer `5`, expected a string"),
         case("key missing", s3_without("/0/s3/object/key"), InvalidEvent, "missing s3.object.key"),
         case("key null", s3_with("/0/s3/object/key", Value::Null), InvalidEvent, "missing s3.object.key"),
-        // TODO(lead): does not name s3.object.key.
-        case("key a number", s3_with("/0/s3/object/key", json!(12)), InvalidEvent, "invalid type: integer `12`, expected a string"),
-        // TODO(lead): does not name s3.object.key.
-        case("key an array", s3_with("/0/s3/object/key", json!(["a"])), InvalidEvent, "invalid type: sequence, expected a string"),
+        case("key a number", s3_with("/0/s3/object/key", json!(12)), InvalidEvent, "Records[0].s3.object.key: invalid type: integer `12`, expected a string"),
+        case("key an array", s3_with("/0/s3/object/key", json!(["a"])), InvalidEvent, "Records[0].s3.object.key: invalid type: sequence, expected a string"),
         // ---- URL-encoding of keys ---------------------------------------------------------
         case("key %ff (invalid UTF-8 once decoded)", s3_with("/0/s3/object/key", json!("bad%ff.csv")), InvalidEvent, "s3.object.key is not valid UTF-8"),
         case("key %C3 (a truncated UTF-8 sequence)", s3_with("/0/s3/object/key", json!("caf%C3.csv")), InvalidEvent, "s3.object.key is not valid UTF-8"),
@@ -314,41 +310,31 @@ fn events() -> Vec<Case> {
         case("key ending in %4 (a truncated escape)", s3_with("/0/s3/object/key", json!("incoming/a.csv%4")), Delivered, "\"key\":\"incoming/a.csv%4\""),
         case("key %00 (NUL)", s3_with("/0/s3/object/key", json!("incoming/a%00.csv")), Delivered, "\"key\":\"incoming/a\\u0000.csv\""),
         // ---- size -------------------------------------------------------------------------
-        // TODO(lead): does not name s3.object.size.
-        case("size a string", s3_with("/0/s3/object/size", json!("12")), InvalidEvent, "invalid type: string \"12\", expected i64"),
-        // TODO(lead): does not name s3.object.size.
-        case("size a float", s3_with("/0/s3/object/size", json!(1.5)), InvalidEvent, "invalid type: floating point `1.5`, expected i64"),
-        // TODO(lead): does not name s3.object.size.
-        case("size u64::MAX", s3_with("/0/s3/object/size", json!(u64::MAX)), InvalidEvent, "invalid value: integer `18446744073709551615`, expected i64"),
-        // TODO(lead): does not name s3.object.size.
+        case("size a string", s3_with("/0/s3/object/size", json!("12")), InvalidEvent, "Records[0].s3.object.size: invalid type: string \"12\", expected i64"),
+        case("size a float", s3_with("/0/s3/object/size", json!(1.5)), InvalidEvent, "Records[0].s3.object.size: invalid type: floating point `1.5`, expected i64"),
+        case("size u64::MAX", s3_with("/0/s3/object/size", json!(u64::MAX)), InvalidEvent, "Records[0].s3.object.size: invalid value: integer `18446744073709551615`, expected i64"),
         raw(
             "size beyond u64 (1e30)",
             br#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": "k.csv", "size": 1000000000000000000000000000000}}}]}"#.to_vec(),
             InvalidEvent,
-            "invalid type: floating point `1e+30`, expected i64",
+            "Records[0].s3.object.size: invalid type: floating point `1e+30`, expected i64",
         ),
         // A negative size is read as no size (EventBridge refuses one: see below).
         case("size negative", s3_with("/0/s3/object/size", json!(-1)), Delivered, "\"size\":null"),
         case("size null", s3_with("/0/s3/object/size", Value::Null), Delivered, "\"size\":null"),
         // ---- eventName, eventTime, versionId, sequencer, eTag, awsRegion -------------------
         case("eventName missing", s3_without("/0/eventName"), InvalidEvent, "missing eventName"),
-        // TODO(lead): does not name eventName.
-        case("eventName a number", s3_with("/0/eventName", json!(7)), InvalidEvent, "invalid type: integer `7`, expected a string"),
+        case("eventName a number", s3_with("/0/eventName", json!(7)), InvalidEvent, "Records[0].eventName: invalid type: integer `7`, expected a string"),
         case("eventName empty", s3_with("/0/eventName", json!("")), Skipped, "no route matches"),
         case("eventName unknown", s3_with("/0/eventName", json!("ObjectExploded:Boom")), Skipped, "no route matches"),
-        // TODO(lead): does not name eventTime.
-        case("eventTime a number", s3_with("/0/eventTime", json!(1_764_057_600)), InvalidEvent, "invalid type: integer `1764057600`, expected a string"),
+        case("eventTime a number", s3_with("/0/eventTime", json!(1_764_057_600)), InvalidEvent, "Records[0].eventTime: invalid type: integer `1764057600`, expected a string"),
         // An unreadable time is passed on as written (EventBridge refuses one: see below).
         case("eventTime not a time", s3_with("/0/eventTime", json!("yesterday")), Delivered, "\"event_time\":\"yesterday\""),
-        // TODO(lead): does not name versionId.
-        case("versionId a number", s3_with("/0/s3/object/versionId", json!(3)), InvalidEvent, "invalid type: integer `3`, expected a string"),
+        case("versionId a number", s3_with("/0/s3/object/versionId", json!(3)), InvalidEvent, "Records[0].s3.object.versionId: invalid type: integer `3`, expected a string"),
         case("versionId empty", s3_with("/0/s3/object/versionId", json!("")), Delivered, "\"version_id\":null"),
-        // TODO(lead): does not name sequencer.
-        case("sequencer an object", s3_with("/0/s3/object/sequencer", json!({"a": 1})), InvalidEvent, "invalid type: map, expected a string"),
-        // TODO(lead): does not name eTag.
-        case("eTag a boolean", s3_with("/0/s3/object/eTag", json!(false)), InvalidEvent, "invalid type: boolean `false`, expected a string"),
-        // TODO(lead): does not name awsRegion.
-        case("awsRegion a number", s3_with("/0/awsRegion", json!(1)), InvalidEvent, "invalid type: integer `1`, expected a string"),
+        case("sequencer an object", s3_with("/0/s3/object/sequencer", json!({"a": 1})), InvalidEvent, "Records[0].s3.object.sequencer: invalid type: map, expected a string"),
+        case("eTag a boolean", s3_with("/0/s3/object/eTag", json!(false)), InvalidEvent, "Records[0].s3.object.eTag: invalid type: boolean `false`, expected a string"),
+        case("awsRegion a number", s3_with("/0/awsRegion", json!(1)), InvalidEvent, "Records[0].awsRegion: invalid type: integer `1`, expected a string"),
         case(
             "fields we do not read may be anything",
             s3_with("/0/userIdentity", json!([1, {"x": null}, "y"])),
@@ -406,8 +392,8 @@ fn events() -> Vec<Case> {
         case("Sns.Message an empty object", sns(vec![json!("{}")]), InvalidEvent, "SNS record 0 with a message that is an empty object"),
         case("Sns.Message a JSON string", sns(vec![json!("\"s3\"")]), InvalidEvent, "with a message that is a string"),
         case("SNS-wrapped key %ff", sns(vec![text(&s3(vec![with(good(), "/s3/object/key", json!("%ff"))]))]), InvalidEvent, "s3.object.key is not valid UTF-8"),
-        // TODO(lead): does not name s3.object.size (nor the SNS record).
-        case("SNS-wrapped size a string", sns(vec![text(&s3(vec![with(good(), "/s3/object/size", json!("1"))]))]), InvalidEvent, "invalid type: string \"1\", expected i64"),
+        // TODO(lead): does not name the SNS record.
+        case("SNS-wrapped size a string", sns(vec![text(&s3(vec![with(good(), "/s3/object/size", json!("1"))]))]), InvalidEvent, "Records[0].s3.object.size: invalid type: string \"1\", expected i64"),
         case("SNS records: good, then not JSON", sns(vec![text(&s3(vec![good()])), json!("{")]), InvalidEvent, "SNS record 1: Sns.Message is not JSON"),
         case("SNS-wrapped test event", sns(vec![text(&json!({"Event": "s3:TestEvent", "Bucket": "b"}))]), Skipped, "s3:TestEvent"),
         // ---- SQS-wrapped: only the bad message is reported; the rest of the batch proceeds --
@@ -427,8 +413,7 @@ fn events() -> Vec<Case> {
         ),
         case("SQS-wrapped key %ff", sqs(vec![("m1", text(&s3(vec![with(good(), "/s3/object/key", json!("x%ff"))])))]), bad(&["m1"]), "s3.object.key is not valid UTF-8"),
         case("SQS-wrapped bucket name missing", sqs(vec![("m1", text(&s3(vec![without(good(), "/s3/bucket/name")])))]), bad(&["m1"]), "s3.bucket.name"),
-        // TODO(lead): does not name s3.object.size.
-        case("SQS-wrapped size negative float", sqs(vec![("m1", text(&s3(vec![with(good(), "/s3/object/size", json!(-2.5))])))]), bad(&["m1"]), "invalid type: floating point `-2.5`, expected i64"),
+        case("SQS-wrapped size negative float", sqs(vec![("m1", text(&s3(vec![with(good(), "/s3/object/size", json!(-2.5))])))]), bad(&["m1"]), "Records[0].s3.object.size: invalid type: floating point `-2.5`, expected i64"),
         case("SQS mixed: good, then not JSON", sqs(vec![("m1", good_body()), ("m2", json!("{oops"))]), bad(&["m2"]), "SQS message body: not JSON").delivering(1),
         case("SQS mixed: not JSON, then good", sqs(vec![("m1", json!("]")), ("m2", good_body())]), bad(&["m1"]), "SQS message body: not JSON").delivering(1),
         case(
@@ -513,22 +498,15 @@ fn events() -> Vec<Case> {
         .delivering(1),
         // ---- EventBridge ------------------------------------------------------------------------
         case("EventBridge detail missing", eventbridge_without("/detail"), InvalidEvent, "missing field `detail`"),
-        // TODO(lead): names the Rust type `Detail`, not the field `detail`.
-        case("EventBridge detail null", eventbridge_with("/detail", Value::Null), InvalidEvent, "invalid type: null, expected struct Detail"),
+        case("EventBridge detail null", eventbridge_with("/detail", Value::Null), InvalidEvent, "detail: invalid type: null, expected struct Detail"),
         case("EventBridge detail.bucket missing", eventbridge_without("/detail/bucket"), InvalidEvent, "missing field `bucket`"),
-        // TODO(lead): names `name`, not detail.bucket.name.
-        case("EventBridge bucket name missing", eventbridge_without("/detail/bucket/name"), InvalidEvent, "missing field `name`"),
+        case("EventBridge bucket name missing", eventbridge_without("/detail/bucket/name"), InvalidEvent, "detail.bucket: missing field `name`"),
         case("EventBridge key missing", eventbridge_without("/detail/object/key"), InvalidEvent, "missing field `key`"),
-        // TODO(lead): does not name detail.object.key.
-        case("EventBridge key a number", eventbridge_with("/detail/object/key", json!(1)), InvalidEvent, "invalid type: integer `1`, expected a string"),
-        // TODO(lead): does not name detail.object.size.
-        case("EventBridge size a string", eventbridge_with("/detail/object/size", json!("5")), InvalidEvent, "invalid type: string \"5\", expected u64"),
-        // TODO(lead): does not name detail.object.size; and S3 reads a negative size as none.
-        case("EventBridge size negative", eventbridge_with("/detail/object/size", json!(-1)), InvalidEvent, "invalid value: integer `-1`, expected u64"),
-        // TODO(lead): does not name `time`; and S3 passes an unreadable eventTime on as written.
-        case("EventBridge time not a time", eventbridge_with("/time", json!("yesterday")), InvalidEvent, "malformed EventBridge Object Created event: input contains invalid characters"),
-        // TODO(lead): does not name detail.reason.
-        case("EventBridge reason a number", eventbridge_with("/detail/reason", json!(1)), InvalidEvent, "invalid type: integer `1`, expected a string"),
+        case("EventBridge key a number", eventbridge_with("/detail/object/key", json!(1)), InvalidEvent, "detail.object.key: invalid type: integer `1`, expected a string"),
+        case("EventBridge size a string", eventbridge_with("/detail/object/size", json!("5")), InvalidEvent, "detail.object.size: invalid type: string \"5\", expected u64"),
+        case("EventBridge size negative", eventbridge_with("/detail/object/size", json!(-1)), InvalidEvent, "detail.object.size: invalid value: integer `-1`, expected u64"),
+        case("EventBridge time not a time", eventbridge_with("/time", json!("yesterday")), InvalidEvent, "malformed EventBridge Object Created event: time: input contains invalid characters"),
+        case("EventBridge reason a number", eventbridge_with("/detail/reason", json!(1)), InvalidEvent, "detail.reason: invalid type: integer `1`, expected a string"),
         case("EventBridge detail-type Object Deleted", eventbridge_with("/detail-type", json!("Object Deleted")), InvalidEvent, "detail-type \"Object Deleted\""),
         case("EventBridge detail-type a number", eventbridge_with("/detail-type", json!(3)), InvalidEvent, "detail-type \"\""),
         case("EventBridge from another source", eventbridge_with("/source", json!("aws.ec2")), InvalidEvent, "from \"aws.ec2\""),
