@@ -16,6 +16,7 @@ use crate::event::{Body, ObjectEvent, Parsed};
 use crate::http::{DryRun, Network, Transport, parse_ca_bundle};
 use crate::report::{BadMessage, Outcome, Report, Skipped};
 use crate::secrets::{SecretCache, SecretSource, SecretsError};
+use crate::store::{DynamoDb, Store};
 use crate::targets::Endpoint;
 use crate::template::RenderContext;
 
@@ -50,6 +51,7 @@ pub struct App {
     pub secrets: SecretCache,
     transport: Box<dyn Transport>,
     clock: Arc<dyn Clock>,
+    store: Option<Box<dyn Store>>,
     invocations: AtomicU64,
 }
 
@@ -117,13 +119,26 @@ impl App {
         transport: Box<dyn Transport>,
         clock: Arc<dyn Clock>,
     ) -> App {
+        // Idempotency records in DynamoDB when a route keeps them (the client is built on
+        // first use); none in a dry run, which sends nothing to record.
+        let store = match transport.reaches_network() && config.uses_idempotency() {
+            true => Some(Box::new(DynamoDb::from_env()) as Box<dyn Store>),
+            false => None,
+        };
         App {
             config,
             secrets,
             transport,
             clock,
+            store,
             invocations: AtomicU64::new(0),
         }
+    }
+
+    /// The same app keeping idempotency records in `store` (a DynamoDB client of the test's).
+    pub fn with_store(mut self, store: Box<dyn Store>) -> App {
+        self.store = Some(store);
+        self
     }
 
     /// The wall clock.
@@ -156,6 +171,8 @@ impl App {
             attempt_timeout: self.config.settings.request_timeout,
             deadline,
             invocation: self.invocations.fetch_add(1, Ordering::Relaxed),
+            store: self.store.as_deref(),
+            keep: self.config.settings.idempotency_keep,
         };
         // Futures do nothing until polled: `buffered` still bounds how many run at once.
         let runs: Vec<_> = jobs

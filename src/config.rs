@@ -56,6 +56,11 @@ pub struct RawSettings {
     /// Private CAs trusted as well (an orchestrator behind a company CA): a PEM file bundled
     /// with the function, or `{ secret, field }` naming the secret that holds the PEM.
     pub ca_bundle: Option<CaBundleConfig>,
+    /// DynamoDB table keeping idempotency records for every route (a route may name its own).
+    pub idempotency_table: Option<String>,
+    /// How long a completed record is kept (default 30 days): redeliveries and replays within
+    /// it report "already triggered".
+    pub idempotency_keep_days: Option<u64>,
 }
 
 /// `settings.ca_bundle:` as written.
@@ -112,6 +117,8 @@ pub struct RawRoute {
     /// plain HTTP is for loopback hosts only.
     #[serde(default)]
     pub allow_http: bool,
+    /// DynamoDB table keeping this route's idempotency records (else `settings.idempotency_table`).
+    pub idempotency_table: Option<String>,
 }
 
 /// Compiled settings.
@@ -131,6 +138,8 @@ pub struct Settings {
     pub tls_roots: TlsRoots,
     /// Private CAs trusted as well.
     pub ca_bundle: CaBundle,
+    /// How long a completed idempotency record is kept.
+    pub idempotency_keep: Duration,
 }
 
 impl Settings {
@@ -211,6 +220,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Whether any route keeps idempotency records.
+    pub fn uses_idempotency(&self) -> bool {
+        self.routes
+            .iter()
+            .flat_map(|route| &route.targets)
+            .any(|endpoint| endpoint.idempotency_table.is_some())
+    }
+
     /// Loads from `--config` if given, else `BUCKET_TRIGGER_CONFIG`, else
     /// `BUCKET_TRIGGER_CONFIG_FILE`.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -331,6 +348,11 @@ impl Config {
                         .map_err(|e| target_invalid(&name, e, ""))?;
                 }
                 endpoint.allow_http = route.allow_http;
+                endpoint.idempotency_table = route
+                    .idempotency_table
+                    .clone()
+                    .or_else(|| raw.settings.idempotency_table.clone())
+                    .filter(|table| !table.is_empty());
                 targets.push((name, endpoint));
             }
             // Render against every shape an event can take, so undefined names and filter
@@ -398,6 +420,9 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
             deadline_margin: ms(raw.deadline_margin_ms, 2_000),
         },
         tls_roots: raw.tls_roots.unwrap_or_default(),
+        idempotency_keep: Duration::from_secs(
+            raw.idempotency_keep_days.unwrap_or(30).min(3650) * 86_400,
+        ),
         ca_bundle: match &raw.ca_bundle {
             None => CaBundle::None,
             Some(CaBundleConfig::File(path)) => {

@@ -194,6 +194,7 @@ mod tests {
                 attempts: 1,
                 http_status: Some(200),
                 warning: None,
+                may_have_arrived: false,
             },
         }
     }
@@ -216,7 +217,7 @@ mod tests {
             vec![
                 outcome("m1", triggered()),
                 outcome("m2", Ending::Failed(exhausted)),
-                outcome("m3", Ending::AlreadyTriggered),
+                outcome("m3", Ending::AlreadyTriggered { remote_id: None }),
                 outcome("m4", Ending::Failed(Failure::Refused("HTTP 400".into()))),
                 // A second target of m2's event failed too: m2 is reported once.
                 outcome("m2", Ending::Failed(Failure::Refused("HTTP 404".into()))),

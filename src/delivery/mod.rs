@@ -6,7 +6,7 @@
 mod retry;
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -17,6 +17,7 @@ use crate::auth::{AuthError, SignContext};
 use crate::clock::Clock;
 use crate::http::{ClearTextGuard, Printable, Sent, Transport, Verdict};
 use crate::secrets::SecretCache;
+use crate::store::{Claim, Done, Key, Store, StoreError};
 use crate::targets::{BaseUrlError, Built, Endpoint, TargetError};
 use crate::template::RenderContext;
 
@@ -58,6 +59,13 @@ pub enum Failure {
     },
     /// Worth retrying, but not before the deadline.
     OutOfTime(String),
+    /// The idempotency store could not be used, so nothing was sent.
+    Store(StoreError),
+    /// Another invocation holds this object's claim and may be delivering it now.
+    Busy {
+        /// When its claim runs out.
+        until: SystemTime,
+    },
 }
 
 impl Failure {
@@ -66,7 +74,10 @@ impl Failure {
         match self {
             Failure::BaseUrl(error) => error.is_retryable(),
             Failure::Sign(error) => error.is_retryable(),
-            Failure::Exhausted { .. } | Failure::OutOfTime(_) => true,
+            Failure::Exhausted { .. }
+            | Failure::OutOfTime(_)
+            | Failure::Store(_)
+            | Failure::Busy { .. } => true,
             Failure::Build(_) | Failure::Refused(_) | Failure::Unauthorized(_) => false,
         }
     }
@@ -86,6 +97,12 @@ impl fmt::Display for Failure {
             Failure::OutOfTime(reason) => {
                 write!(f, "{reason} (no time left before the deadline to retry)")
             }
+            Failure::Store(error) => write!(f, "not sent: {error}"),
+            Failure::Busy { until } => write!(
+                f,
+                "not sent: another invocation is delivering this object (its claim runs until {}); retry later",
+                httpdate::fmt_http_date(*until)
+            ),
         }
     }
 }
@@ -100,8 +117,16 @@ pub enum Ending {
         /// The id the orchestrator gave the run (an Alteryx job id), if it said.
         remote_id: Option<String>,
     },
-    /// The run existed already.
-    AlreadyTriggered,
+    /// The run existed already (the remote id when the idempotency store recorded one).
+    AlreadyTriggered {
+        /// The orchestrator's id for the run, if known.
+        remote_id: Option<String>,
+    },
+    /// Delivered before: the idempotency table has the record (and the remote id, if any).
+    Recorded {
+        /// The orchestrator's id for the run, if it gave one.
+        remote_id: Option<String>,
+    },
     /// Printed, not sent.
     DryRun(Printable),
     /// Not delivered.
@@ -121,6 +146,8 @@ pub struct Delivered {
     pub http_status: Option<u16>,
     /// Why a run that was started may not run soon (a paused DAG).
     pub warning: Option<String>,
+    /// The last attempt got no answer after the request may have reached the target.
+    pub may_have_arrived: bool,
 }
 
 impl Delivered {
@@ -131,6 +158,7 @@ impl Delivered {
             attempts,
             http_status,
             warning: None,
+            may_have_arrived: false,
         }
     }
 
@@ -143,7 +171,7 @@ impl Delivered {
     pub fn status(&self) -> Status {
         match self.ending {
             Ending::Triggered { .. } => Status::Triggered,
-            Ending::AlreadyTriggered => Status::AlreadyTriggered,
+            Ending::AlreadyTriggered { .. } | Ending::Recorded { .. } => Status::AlreadyTriggered,
             Ending::DryRun(_) => Status::DryRun,
             Ending::Failed(_) => Status::Failed,
         }
@@ -173,7 +201,9 @@ impl Delivered {
     /// The orchestrator's id for the run, if it said.
     pub fn remote_id(&self) -> Option<&str> {
         match &self.ending {
-            Ending::Triggered { remote_id, .. } => remote_id.as_deref(),
+            Ending::Triggered { remote_id, .. }
+            | Ending::AlreadyTriggered { remote_id }
+            | Ending::Recorded { remote_id } => remote_id.as_deref(),
             _ => None,
         }
     }
@@ -182,8 +212,11 @@ impl Delivered {
     pub fn detail(&self) -> String {
         match &self.ending {
             Ending::Triggered { detail, .. } => detail.clone(),
-            Ending::AlreadyTriggered => {
+            Ending::AlreadyTriggered { .. } => {
                 "already triggered (the run exists; redelivered event)".to_owned()
+            }
+            Ending::Recorded { .. } => {
+                "already triggered (recorded in the idempotency table)".to_owned()
             }
             Ending::DryRun(_) => "not sent (dry run)".to_owned(),
             Ending::Failed(failure) => failure.to_string(),
@@ -235,9 +268,13 @@ pub struct Delivery<'a> {
     pub deadline: Option<Instant>,
     /// Which invocation this is (refused credentials are remembered for its rest).
     pub invocation: u64,
+    /// Where idempotency records live, for routes that keep them.
+    pub store: Option<&'a dyn Store>,
+    /// How long a completed record is kept.
+    pub keep: Duration,
 }
 
-impl Delivery<'_> {
+impl<'a> Delivery<'a> {
     /// Builds the request for one event on `endpoint`, then signs and sends it, retrying as
     /// the policy allows. With a deadline, the whole of it is capped too: each attempt's
     /// timeout is cut to the cutoff (the deadline less its margin), and whatever else could
@@ -282,11 +319,104 @@ impl Delivery<'_> {
         if let Some(run_id) = &built.run_id {
             tracing::Span::current().record("run_id", run_id.as_str());
         }
+        let claim = match self.claim(endpoint, render).await {
+            Ok(claim) => claim,
+            Err(mut refused) => {
+                refused.run_id = refused.run_id.or(built.run_id);
+                return refused;
+            }
+        };
         // Every request of this delivery, token requests included, passes the clear-text rule.
         let transport = ClearTextGuard::new(self.transport, endpoint.allow_http);
         let mut delivered = self.send(&transport, endpoint, &root, &built).await;
         delivered.run_id = built.run_id;
+        if let Some((store, key, token)) = claim {
+            self.record(store, &key, &token, endpoint, &delivered).await;
+        }
         delivered
+    }
+
+    /// Claims this delivery's idempotency record when its route keeps one (never in a dry
+    /// run). `Err` is the outcome when it must not be sent: delivered before, held by another
+    /// invocation, or the store cannot be used.
+    #[allow(clippy::type_complexity)]
+    async fn claim(
+        &self,
+        endpoint: &Endpoint,
+        render: &RenderContext<'_>,
+    ) -> Result<Option<(&'a dyn Store, Key, String)>, Delivered> {
+        let (Some(store), Some(table)) = (self.store, endpoint.idempotency_table.as_deref()) else {
+            return Ok(None);
+        };
+        if !self.transport.reaches_network() {
+            return Ok(None);
+        }
+        let event = render.event();
+        let Some(key) = Key::new(table, render.route(), &endpoint.description, event) else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        // Just past the invocation's deadline: a live claim is another invocation at work.
+        let left = self
+            .deadline
+            .map_or(Duration::from_secs(15 * 60), |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+        let lease_until = now + left + Duration::from_secs(5);
+        match store.claim(&key, now, lease_until).await {
+            Ok(Claim::Won { token, took_over }) => {
+                if took_over {
+                    tracing::warn!(
+                        table,
+                        "took over a claim whose lease ran out (an invocation that did not finish)"
+                    );
+                }
+                Ok(Some((store, key, token)))
+            }
+            Ok(Claim::Completed { remote_id, run_id }) => {
+                let mut delivered = Delivered::new(Ending::Recorded { remote_id }, 0, None);
+                delivered.run_id = run_id;
+                Err(delivered)
+            }
+            Ok(Claim::Busy { until }) => Err(Delivered::failed(Failure::Busy { until })),
+            Err(error) => Err(Delivered::failed(Failure::Store(error))),
+        }
+    }
+
+    /// Records how a claimed delivery ended: completed; released when nothing ran (a retry
+    /// may claim it); kept until its lease runs out when a non-idempotent target may have
+    /// received it (a takeover then re-sends it). Store trouble here is logged: the outcome
+    /// stands.
+    async fn record(
+        &self,
+        store: &dyn Store,
+        key: &Key,
+        token: &str,
+        endpoint: &Endpoint,
+        delivered: &Delivered,
+    ) {
+        let now = self.clock.now();
+        let result = match &delivered.ending {
+            Ending::Triggered { remote_id, .. } | Ending::AlreadyTriggered { remote_id } => {
+                let done = Done {
+                    remote_id: remote_id.as_deref(),
+                    run_id: delivered.run_id.as_deref(),
+                    at: now,
+                    keep_until: now + self.keep,
+                };
+                store.complete(key, token, done).await
+            }
+            Ending::Failed(_) if delivered.may_have_arrived && !endpoint.idempotent => {
+                tracing::warn!(table = %key.table, "the request may have arrived: its claim is kept until the lease runs out");
+                Ok(())
+            }
+            Ending::Failed(_) | Ending::DryRun(_) | Ending::Recorded { .. } => {
+                store.release(key, token).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "could not record the delivery in the idempotency table");
+        }
     }
 
     async fn send(
@@ -348,7 +478,7 @@ impl Delivery<'_> {
                 .send(&signed, timeout)
                 .instrument(span.clone())
                 .await;
-            let (verdict, http_status) = match sent {
+            let (verdict, http_status, may_have_arrived) = match sent {
                 Sent::Printed(request) => return Delivered::new(Ending::DryRun(request), 0, None),
                 Sent::Answered(answer) => {
                     span.record("http_status", answer.status.as_u16());
@@ -357,11 +487,13 @@ impl Delivery<'_> {
                     (
                         verdict.with_retry_after(server_wait),
                         Some(answer.status.as_u16()),
+                        false,
                     )
                 }
                 Sent::Failed(error) => (
                     Verdict::from_transport(&error, endpoint.idempotent),
                     error.status,
+                    !error.is_connect() && !error.is_invalid_request(),
                 ),
             };
             let verdict = match verdict {
@@ -399,9 +531,10 @@ impl Delivery<'_> {
                 Step::OutOfTime => Ending::Failed(Failure::OutOfTime(verdict.into_reason())),
             };
             let mut delivered = Delivered::new(ending, sends, http_status);
+            delivered.may_have_arrived = may_have_arrived;
             if matches!(
                 delivered.ending,
-                Ending::Triggered { .. } | Ending::AlreadyTriggered
+                Ending::Triggered { .. } | Ending::AlreadyTriggered { .. }
             ) {
                 delivered.warning = self.follow_up(endpoint, built, &cx).await;
             }
@@ -481,7 +614,9 @@ impl Delivery<'_> {
     fn settle(&self, endpoint: &Endpoint, verdict: Verdict) -> Ending {
         match verdict {
             Verdict::Delivered { detail, remote_id } => Ending::Triggered { detail, remote_id },
-            Verdict::AlreadyDelivered | Verdict::Check { .. } => Ending::AlreadyTriggered,
+            Verdict::AlreadyDelivered | Verdict::Check { .. } => {
+                Ending::AlreadyTriggered { remote_id: None }
+            }
             Verdict::Unauthorized { reason } => {
                 endpoint.auth.refused(self.invocation, &reason);
                 Ending::Failed(Failure::Unauthorized(reason))
@@ -575,6 +710,7 @@ mod tests {
         endpoint: Endpoint,
         templates: Templates,
         policy: RetryPolicy,
+        store: Option<Box<dyn Store>>,
     }
 
     fn config(auth: &str, policy: RetryPolicy) -> Setup {
@@ -587,6 +723,7 @@ mod tests {
             endpoint,
             templates,
             policy,
+            store: None,
         }
     }
 
@@ -633,6 +770,8 @@ mod tests {
             attempt_timeout: Duration::from_secs(10),
             deadline,
             invocation,
+            store: setup.store.as_deref(),
+            keep: Duration::from_secs(3600),
         };
         let event = event();
         let render = RenderContext::new(&setup.templates, &event, "r");
@@ -696,6 +835,85 @@ mod tests {
                 .get("warning")
                 .is_none()
         );
+    }
+
+    /// A webhook (no idempotency key of its own) keeping records in `store`.
+    fn webhook_with_store(store: crate::store::memory::Memory) -> Setup {
+        let target: TargetConfig =
+            serde_saphyr::from_str("webhook: { url: 'http://127.0.0.1:9/hook' }").unwrap();
+        let mut templates = Templates::new();
+        let mut endpoint = target.build("t", &mut templates).unwrap();
+        endpoint.idempotency_table = Some("records".into());
+        Setup {
+            endpoint,
+            templates,
+            policy: policy(2, 10, 50, 2000),
+            store: Some(Box::new(store)),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_store_a_redelivery_is_not_sent_and_a_failure_can_be_retried() {
+        let setup = webhook_with_store(Default::default());
+        // Fails (not sent twice within the invocation: 503, 503), then the retry is sent.
+        let script = Script::new(&[(503, None), (503, None), (200, None)]);
+        let failed = deliver(&setup, &script, None, 1).await;
+        assert_eq!(failed.status(), Status::Failed);
+        assert!(failed.retryable());
+        let sent = deliver(&setup, &script, None, 2).await;
+        assert_eq!(sent.status(), Status::Triggered, "{}", sent.detail());
+        // Delivered again: answered from the record, nothing sent (the script has no answer
+        // left, and would panic).
+        let again = deliver(&setup, &script, None, 3).await;
+        assert_eq!(again.status(), Status::AlreadyTriggered);
+        assert_eq!(
+            again.detail(),
+            "already triggered (recorded in the idempotency table)"
+        );
+        assert_eq!(again.attempts, 0);
+        assert_eq!(script.times.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_live_claim_or_a_store_that_fails_sends_nothing_and_is_retryable() {
+        use crate::store::memory::{Memory, Record};
+        let memory = Memory::default();
+        let event = event();
+        let key = Key::new(
+            "records",
+            "r",
+            "webhook POST http://127.0.0.1:9/hook",
+            &event,
+        )
+        .unwrap();
+        let until = SystemTime::now() + Duration::from_secs(600);
+        memory
+            .records
+            .lock()
+            .unwrap()
+            .insert(key.id.clone(), Record::InProgress("other".into(), until));
+        let setup = webhook_with_store(memory);
+        let script = Script::new(&[]);
+        let busy = deliver(&setup, &script, None, 1).await;
+        assert!(busy.retryable());
+        assert!(
+            busy.detail()
+                .starts_with("not sent: another invocation is delivering this object"),
+            "{}",
+            busy.detail()
+        );
+
+        let setup = webhook_with_store(Memory {
+            fail: true,
+            ..Memory::default()
+        });
+        let down = deliver(&setup, &script, None, 2).await;
+        assert!(down.retryable());
+        assert_eq!(
+            down.detail(),
+            "not sent: idempotency table records: unavailable"
+        );
+        assert!(script.times.lock().unwrap().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
@@ -873,6 +1091,7 @@ mod tests {
             endpoint,
             templates,
             policy: policy(3, 100, 1000, 2000),
+            store: None,
         };
         let flaky = |failures| Flaky {
             failures: Mutex::new(failures),

@@ -170,6 +170,7 @@ impl TargetConfig {
             idempotent: facts.idempotent,
             allow_http: false,
             warnings: Warnings::default(),
+            idempotency_table: None,
             target,
         })
     }
@@ -225,6 +226,9 @@ pub struct Endpoint {
     pub allow_http: bool,
     /// Warnings from [`Target::follow_up`], kept a while per warm container.
     pub warnings: Warnings,
+    /// The DynamoDB table keeping this target's idempotency records (the route's, else the
+    /// settings'), if any.
+    pub idempotency_table: Option<String>,
     /// For logs and reports, e.g. `airflow v2 dag load_sales`.
     pub description: String,
 }

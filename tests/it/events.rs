@@ -266,7 +266,7 @@ fn bad_input_is_a_clear_error_never_a_panic() {
         // one we use that is missing is named.
         (br#"{"Records": [{"eventSource": "aws:s3", "eventTime": "1970-01-01T00:00:00Z", "s3": {"bucket": {"name": "b"}, "object": {}}}]}"#, "malformed S3 notification record 0: missing s3.object.key"),
         (br#"{"Records": [{"eventSource": "aws:s3", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]}"#, "malformed S3 notification record 0: missing eventName"),
-        (br#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]}"#, "malformed S3 notification: missing field `s3`"),
+        (br#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]}"#, "malformed S3 notification: Records[0]: missing field `s3`"),
         (br#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "eventTime": "1970-01-01T00:00:00Z", "userIdentity": {}, "requestParameters": {}, "responseElements": {}, "s3": {"bucket": {"name": "b"}, "object": {}}}]}"#, "malformed S3 notification record 0: missing s3.object.key"),
         (br#"{"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "nope"}}]}"#, "Sns.Message is not JSON"),
     ];

@@ -12,5 +12,6 @@ mod leak;
 mod malformed;
 mod runtime;
 mod secrets_manager;
+mod store;
 mod support;
 mod tls;

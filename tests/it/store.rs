@@ -1,0 +1,221 @@
+//! Exactly one run per object version with the idempotency store: DynamoDB in moto server,
+//! through the real SDK, in front of a webhook (a target with no idempotency key of its own).
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use bucket_trigger::app::App;
+use bucket_trigger::store::DynamoDb;
+use serde_json::Value;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{app, invoke, moto, unique};
+
+fn client() -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .endpoint_url(moto())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// A fresh table as the README says to make it: partition key `pk` (a string).
+async fn table() -> String {
+    let name = unique("bucket-trigger-records");
+    client()
+        .create_table()
+        .table_name(&name)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+/// Webhooks `hook` (and `audit`, for fan-out) on `server`, recorded in `table`.
+fn store_app(server: &MockServer, table: &str, settings: &str) -> App {
+    let config = format!(
+        "settings: {{ idempotency_table: {table}, max_attempts: 2, backoff_base_ms: 10, request_timeout_ms: 500 {settings} }}
+routes:
+  - name: notify
+    targets:
+      - webhook: {{ url: '{0}/hook' }}
+      - webhook: {{ url: '{0}/audit' }}
+",
+        server.uri()
+    );
+    app(&config, "{}").with_store(Box::new(DynamoDb::new(client())))
+}
+
+fn statuses(report: &Value) -> Vec<&str> {
+    report["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect()
+}
+
+async fn posts(server: &MockServer, to: &str) -> usize {
+    let requests = server.received_requests().await.unwrap();
+    requests.iter().filter(|r| r.url.path() == to).count()
+}
+
+#[tokio::test]
+async fn a_redelivered_object_is_sent_once_and_a_failed_target_alone_is_sent_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    // `audit` is down for the first invocation (both attempts), then up.
+    Mock::given(method("POST"))
+        .and(path("/audit"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/audit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let table = table().await;
+    let app = store_app(&server, &table, "");
+
+    let error = invoke(&app, "s3-put.json").await.unwrap_err();
+    assert_eq!(error.error_type, "Retryable", "{}", error.error_message);
+    // Lambda retries the invocation: only the target that failed is sent again.
+    let second = invoke(&app, "s3-put.json").await.unwrap();
+    assert_eq!(
+        statuses(&second),
+        ["already_triggered", "triggered"],
+        "{second}"
+    );
+    assert_eq!(
+        second["outcomes"][0]["detail"],
+        "already triggered (recorded in the idempotency table)"
+    );
+    // And again (an S3 duplicate, an SQS redelivery): nothing is sent.
+    let third = invoke(&app, "s3-put.json").await.unwrap();
+    assert_eq!(
+        statuses(&third),
+        ["already_triggered", "already_triggered"],
+        "{third}"
+    );
+    assert_eq!(posts(&server, "/hook").await, 1);
+    assert_eq!(posts(&server, "/audit").await, 3);
+
+    // Another app (another warm container) reading the same table agrees.
+    let other = store_app(&server, &table, "");
+    let fourth = invoke(&other, "s3-put.json").await.unwrap();
+    assert_eq!(
+        statuses(&fourth),
+        ["already_triggered", "already_triggered"]
+    );
+    assert_eq!(posts(&server, "/hook").await, 1);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_of_one_object_send_it_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
+        .mount(&server)
+        .await;
+    let table = table().await;
+    let (a, b) = (
+        store_app(&server, &table, ""),
+        store_app(&server, &table, ""),
+    );
+    let (first, second) = tokio::join!(invoke(&a, "s3-put.json"), invoke(&b, "s3-put.json"));
+    let mut all: Vec<String> = Vec::new();
+    for answer in [first, second] {
+        match answer {
+            Ok(report) => all.extend(statuses(&report).iter().map(|s| s.to_string())),
+            // The loser sees a live claim: retryable, so Lambda or SQS tries again later.
+            Err(error) => {
+                assert_eq!(error.error_type, "Retryable");
+                assert!(
+                    error
+                        .error_message
+                        .contains("another invocation is delivering this object"),
+                    "{}",
+                    error.error_message
+                );
+                all.push("busy".into());
+            }
+        }
+    }
+    assert_eq!(posts(&server, "/hook").await, 1, "{all:?}");
+    assert_eq!(posts(&server, "/audit").await, 1, "{all:?}");
+}
+
+#[tokio::test]
+async fn a_request_that_may_have_arrived_keeps_its_claim_instead_of_being_sent_again() {
+    let server = MockServer::start().await;
+    // Slower than the 500 ms attempt timeout: the webhook may have acted.
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/audit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let table = table().await;
+    let app = store_app(&server, &table, "");
+    let first = invoke(&app, "s3-put.json").await.unwrap();
+    assert_eq!(statuses(&first), ["failed", "triggered"], "{first}");
+    // The redelivery finds the claim held (until the lease runs out): not sent again.
+    let again = invoke(&app, "s3-put.json").await.unwrap_err();
+    assert_eq!(again.error_type, "Retryable");
+    assert!(
+        again
+            .error_message
+            .contains("another invocation is delivering this object"),
+        "{}",
+        again.error_message
+    );
+    assert_eq!(posts(&server, "/hook").await, 1);
+    assert_eq!(posts(&server, "/audit").await, 1);
+}
+
+#[tokio::test]
+async fn a_missing_table_sends_nothing_and_says_how_to_make_it() {
+    let server = MockServer::start().await;
+    let app = store_app(&server, "no-such-table", "");
+    let error = invoke(&app, "s3-put.json").await.unwrap_err();
+    assert_eq!(error.error_type, "Retryable");
+    assert!(
+        error.error_message.contains(
+            "not sent: idempotency table no-such-table: no such table (create it with partition key pk"
+        ),
+        "{}",
+        error.error_message
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
