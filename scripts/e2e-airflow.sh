@@ -18,8 +18,22 @@
 #        - the dry run creates no DAG run,
 #        - one invoke creates exactly one DAG run whose conf.bucket/conf.key match the event,
 #        - a second invoke of the same event exits 0 and still leaves exactly one DAG run
-#          (deterministic dag_run_id; Airflow answers 409, which counts as "already triggered"),
-#        - the DAG run reaches state `success` (i.e. it is a real, runnable run).
+#          (deterministic dag_run_id; Airflow answers 409, which the binary checks with a GET
+#          of its run id: the run is there, so it counts as "already triggered"),
+#        - the DAG run reaches state `success` (i.e. it is a real, runnable run);
+#   5. sends two generated S3 notifications (written to the work dir, not committed):
+#        - long key: one record whose key is 300 characters (URL-encoded as S3 does); the
+#          DAG run gets a run id of at most 248 characters (longer ones cannot write their
+#          task log folder `run_id=<id>`: "File name too long"), conf.key is the decoded
+#          key, and the run reaches state `success`;
+#        - logical-date collision: one notification of ten records (ten keys, one eventTime)
+#          on a route with `logical_date: "{{ event_time }}"`. Airflow answers 409 for nine
+#          of them (a run with that logical date exists) and the binary's GET of each run id
+#          finds nothing: the report counts 1 triggered, 0 already triggered and 9 failed,
+#          each failure naming its own run id and the shared logical_date, `invoke` exits 1,
+#          and Airflow holds exactly one run for that batch and logical date. Re-sending the
+#          record that got the run reports it already triggered (exit 0); re-sending one of
+#          the others fails again the same way (exit 1); no run is added.
 #   Prints `e2e-airflow <version>: N passed, M failed` and exits 1 if anything failed.
 #   All started processes are stopped on exit; on failure the Airflow logs' tails are shown.
 #
@@ -363,6 +377,12 @@ fi
 
 # Config and secrets for the binary.
 if ((MAJOR == 3)); then AUTH='{ airflow_token: { secret: airflow } }'; else AUTH='{ basic: { secret: airflow } }'; fi
+# Buckets of the generated events (5e, 5g): each has its own route.
+LONG_BUCKET=bucket-trigger-e2e-long
+COLLISION_BUCKET=bucket-trigger-e2e-collision
+COLLISION_TIME=2026-11-25T09:00:00.000Z       # the eventTime all ten records share
+[[ $EVENT_BUCKET != "$LONG_BUCKET" && $EVENT_BUCKET != "$COLLISION_BUCKET" ]] \
+  || die "$EVENT_FILE uses a bucket reserved for the generated events: $EVENT_BUCKET"
 cat > "$WORK/config.yaml" <<EOF
 routes:
   - name: e2e
@@ -373,13 +393,34 @@ routes:
         api: $API
         dag_id: $DAG_ID
         auth: $AUTH
+  - name: long
+    match: { bucket: "$LONG_BUCKET" }
+    target:
+      airflow:
+        base_url: "$BASE_URL"
+        api: $API
+        dag_id: $DAG_ID
+        auth: $AUTH
+  - name: collision
+    match: { bucket: "$COLLISION_BUCKET" }
+    target:
+      airflow:
+        base_url: "$BASE_URL"
+        api: $API
+        dag_id: $DAG_ID
+        logical_date: "{{ event_time }}"
+        auth: $AUTH
 EOF
 printf '{"airflow": {"username": "%s", "password": "%s"}}\n' "$ADMIN_USER" "$ADMIN_PASSWORD" > "$WORK/secrets.json"
 
-invoke() {   # invoke NAME [extra args]: runs the binary, returns its exit code
+invoke() {   # invoke NAME [extra args]: runs the binary on $EVENT_FILE, returns its exit code
   local name=$1; shift
+  invoke_file "$name" "$EVENT_FILE" "$@"
+}
+invoke_file() {   # invoke_file NAME EVENT_FILE [extra args]: the same for another event file
+  local name=$1 file=$2; shift 2
   local rc=0
-  AWS_EC2_METADATA_DISABLED=true "$BUCKET_TRIGGER_BIN" invoke "$EVENT_FILE" \
+  AWS_EC2_METADATA_DISABLED=true "$BUCKET_TRIGGER_BIN" invoke "$file" \
     --config "$WORK/config.yaml" --secrets-file "$WORK/secrets.json" "$@" \
     > "$WORK/$name.out" 2> "$WORK/$name.err" || rc=$?
   log "bucket-trigger invoke ($name) -> exit $rc; stdout:"
@@ -425,11 +466,18 @@ if invoke second; then pass "second invoke (same event) exits 0"; else fail "sec
 n=$(count_runs)
 if [[ $n == 1 ]]; then pass "still exactly one DAG run after the second invoke"; else fail "expected 1 DAG run after the second invoke, Airflow has $n"; fi
 
-# 5e. The run is real: wait (bounded) for it to finish.
-if [[ -n $RUN_ID ]]; then
-  log "waiting up to ${RUN_TIMEOUT}s for DAG run $RUN_ID to finish"
-  run_path="/api/$API/dags/$DAG_ID/dagRuns/$("$PYTHON" -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$RUN_ID")"
-  deadline=$((SECONDS + RUN_TIMEOUT)) state=unknown
+# Helpers for the generated events.
+runs_json() {   # runs_json FILE: Airflow's list of the DAG's runs into FILE; fails on an API error
+  local code
+  code=$(api GET "/api/$API/dags/$DAG_ID/dagRuns?limit=100")
+  [[ $code == 200 ]] || { log "GET dagRuns -> HTTP $code: $(cat "$WORK/resp.json")"; return 1; }
+  cp "$WORK/resp.json" "$1"
+}
+wait_run() {   # wait_run RUN_ID: polls (bounded) until the run ends; prints its last state
+  local run_path code deadline state=unknown
+  run_path="/api/$API/dags/$DAG_ID/dagRuns/$("$PYTHON" -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1")"
+  log "waiting up to ${RUN_TIMEOUT}s for DAG run $1 to finish"
+  deadline=$((SECONDS + RUN_TIMEOUT))
   while ((SECONDS < deadline)); do
     code=$(api GET "$run_path")
     [[ $code == 200 ]] && state=$(json 'd["state"]' < "$WORK/resp.json")
@@ -437,10 +485,204 @@ if [[ -n $RUN_ID ]]; then
     sleep 3
   done
   log "DAG run state: $state"
+  echo "$state"
+}
+s3_event() {   # s3_event FILE BUCKET EVENT_TIME KEY... : an S3 notification, one record per key, keys URL-encoded as S3 does
+  "$PYTHON" - "$@" <<'EOF'
+import json, sys, urllib.parse
+path, bucket, time, *keys = sys.argv[1:]
+records = [{
+    "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1",
+    "eventTime": time, "eventName": "ObjectCreated:Put",
+    "s3": {"s3SchemaVersion": "1.0", "configurationId": "bucket-trigger",
+           "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+           "object": {"key": urllib.parse.quote_plus(key, safe="/"), "size": 1024 + i,
+                      "eTag": f"{i:032x}", "sequencer": f"0062E9A0B3C4D5E8{i:02X}"}},
+} for i, key in enumerate(keys)]
+json.dump({"Records": records}, open(path, "w"), indent=2)
+EOF
+}
+T_NEW=$SECONDS   # for the log: time spent from here on (the generated events, and the wait for the runs)
+
+# 5e. Long key: 300 characters. The default run id (route, bucket, key, sequencer) is cut to
+# 248 characters; 249 or 250 would be accepted by the API but the task could not create its
+# log folder `run_id=<id>` (255 bytes at most), so the run would fail: we wait for success
+# in 5f.
+LONG_KEY=$("$PYTHON" -c '
+head, tail = "incoming/long keys/report (", ").csv"
+print((head + "0123456789" * 30)[: 300 - len(tail)] + tail)')
+s3_event "$WORK/long.json" "$LONG_BUCKET" 2026-11-25T08:30:00.000Z "$LONG_KEY"
+if invoke_file long "$WORK/long.json"; then pass "long key: invoke exits 0"; else fail "long key: invoke exits non-zero"; fi
+LONG_RUN_ID=
+if runs_json "$WORK/runs-long.json" && LONG_RUN_ID=$("$PYTHON" - "$WORK/runs-long.json" "$WORK/long.out" "$LONG_BUCKET" "$LONG_KEY" <<'EOF'
+import json, sys
+runs_file, report_file, bucket, key = sys.argv[1:]
+assert len(key) == 300, len(key)
+runs = [r for r in json.load(open(runs_file))["dag_runs"] if (r.get("conf") or {}).get("bucket") == bucket]
+if len(runs) != 1:
+    sys.exit(f"expected 1 DAG run for {bucket}, Airflow has {len(runs)}")
+run = runs[0]
+run_id = run["dag_run_id"]
+print(run_id)
+print(f"long key: Airflow's run id has {len(run_id)} characters: {run_id}", file=sys.stderr)
+problems = []
+if len(run_id) > 248:
+    problems.append(f"run id of {len(run_id)} characters (> 248: its task cannot write run_id=<id>)")
+if run["conf"].get("key") != key:
+    problems.append(f"conf.key is not the decoded 300-character key: {run['conf'].get('key')!r}")
+report = json.load(open(report_file))
+ids = [o.get("run_id") for o in report["outcomes"] if o["status"] == "triggered"]
+if ids != [run_id]:
+    problems.append(f"the report's triggered run ids {ids} are not Airflow's [{run_id}]")
+sys.exit("; ".join(problems) or None)
+EOF
+); then
+  pass "long key: one DAG run, run id of ${#LONG_RUN_ID} characters (<= 248), conf.key is the decoded key"
+else
+  fail "long key: run id, conf or report wrong (see above)"
+fi
+
+# 5f. The runs are real: wait (bounded) for the first run and the long key's run to finish.
+# (Before 5g: on Airflow 2's SequentialExecutor the collision batch's run would queue ahead
+# of the long key's, and this wait would include its task too.)
+if [[ -n $RUN_ID ]]; then
+  state=$(wait_run "$RUN_ID")
   if [[ $state == success ]]; then pass "DAG run reached success"; else fail "DAG run did not reach success (state: $state)"; fi
 else
   fail "no DAG run to wait for"
 fi
+if [[ -n $LONG_RUN_ID ]]; then
+  state=$(wait_run "$LONG_RUN_ID")
+  if [[ $state == success ]]; then
+    pass "long key: DAG run with a ${#LONG_RUN_ID}-character run id reached success"
+  else
+    fail "long key: DAG run with a ${#LONG_RUN_ID}-character run id did not reach success (state: $state)"
+  fi
+else
+  fail "long key: no DAG run to wait for"
+fi
+
+# 5g. Logical-date collision: ten keys, one eventTime, logical_date "{{ event_time }}".
+# Airflow answers 409 to nine of the ten POSTs; the binary GETs each run id, finds none,
+# and reports a failure naming the conflict, not "already triggered".
+collision_keys=()
+for i in $(seq -f '%02g' 0 9); do collision_keys+=("incoming/batch/part-$i.csv"); done
+s3_event "$WORK/collision.json" "$COLLISION_BUCKET" "$COLLISION_TIME" "${collision_keys[@]}"
+rc=0; invoke_file collision "$WORK/collision.json" || rc=$?
+if ((rc == 1)); then pass "collision: invoke exits 1 (some deliveries failed)"; else fail "collision: invoke exits $rc, expected 1"; fi
+
+# What each collision check asserts of a report: check_report FILE TRIGGERED ALREADY FAILED;
+# every failure must be the checked 409 of its own run id, naming the logical date.
+check_report() {
+  "$PYTHON" - "$@" <<'EOF'
+import json, sys
+path, *want = sys.argv[1:]
+report = json.load(open(path))
+summary = report["summary"]
+want = dict(zip(["triggered", "already_triggered", "failed"], map(int, want)))
+got = {k: summary.get(k) for k in want}
+problems = [] if got == want else [f"summary {got}, expected {want}"]
+for o in report["outcomes"]:
+    if o["status"] != "failed":
+        continue
+    detail, run_id = o.get("detail", ""), o.get("run_id", "")
+    if not ("Airflow answered 409" in detail and f"there is no run {run_id}:" in detail
+            and "logical_date" in detail and o.get("http_status") == 409 and o.get("retryable") is False):
+        problems.append(f"{o['key']}: not the checked 409 of its own run id naming logical_date: {o}")
+sys.exit("; ".join(problems) or None)
+EOF
+}
+if check_report "$WORK/collision.out" 1 0 9; then
+  pass "collision: report counts 1 triggered, 0 already triggered, 9 failed, each failure a 409 naming its run id and logical_date"
+else
+  fail "collision: report counts or failure messages wrong (see above)"
+fi
+# Which record got the run (any of them may: the ten POSTs go out concurrently), and one
+# that did not, as indexes into collision_keys; from the report, checked against Airflow below.
+WINNER=- LOSER=-
+read -r WINNER LOSER < <("$PYTHON" - "$WORK/collision.out" "${collision_keys[@]}" <<'EOF' || true
+import json, sys
+outcomes = json.load(open(sys.argv[1]))["outcomes"]
+keys = sys.argv[2:]
+winners = [keys.index(o["key"]) for o in outcomes if o["status"] == "triggered"]
+losers = [keys.index(o["key"]) for o in outcomes if o["status"] == "failed"]
+print(winners[0] if len(winners) == 1 else "-", losers[0] if losers else "-")
+EOF
+) || true
+WINNER=${WINNER:--} LOSER=${LOSER:--}
+collision_runs() {   # collision_runs WHEN: exactly one run for the batch and its logical date, the one reported triggered
+  runs_json "$WORK/runs-collision.json" && "$PYTHON" - "$WORK/runs-collision.json" "$WORK/collision.out" \
+    "$COLLISION_BUCKET" "$COLLISION_TIME" "$1" <<'EOF'
+import json, sys
+from datetime import datetime
+runs_file, report_file, bucket, time, when = sys.argv[1:]
+def instant(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+runs = json.load(open(runs_file))["dag_runs"]
+batch = [r for r in runs if (r.get("conf") or {}).get("bucket") == bucket]
+same_date = [r for r in runs if instant(r.get("logical_date")) == instant(time)]
+print(f"collision ({when}): Airflow's runs for the batch: "
+      f"{[(r['dag_run_id'], r.get('logical_date'), r['conf'].get('key')) for r in batch]}", file=sys.stderr)
+problems = []
+if len(batch) != 1:
+    problems.append(f"{len(batch)} DAG runs for the batch, expected 1")
+if len(same_date) != 1:
+    problems.append(f"{len(same_date)} DAG runs with logical date {time}, expected 1")
+triggered = [o for o in json.load(open(report_file))["outcomes"] if o["status"] == "triggered"]
+if len(triggered) == 1 and len(batch) == 1:
+    outcome, run = triggered[0], batch[0]
+    if (run["dag_run_id"], run["conf"].get("key")) != (outcome.get("run_id"), outcome["key"]):
+        problems.append(f"the run {run['dag_run_id']} ({run['conf'].get('key')}) is not the one the report "
+                        f"says was triggered: {outcome.get('run_id')} ({outcome['key']})")
+    if instant(run.get("logical_date")) != instant(time):
+        problems.append(f"the run's logical date is {run.get('logical_date')}, expected {time}")
+sys.exit("; ".join(problems) or None)
+EOF
+}
+if collision_runs "after the batch"; then
+  pass "collision: Airflow holds exactly one DAG run for the batch and its logical date, the one reported triggered"
+else
+  fail "collision: Airflow's DAG runs for the batch are wrong (see above)"
+fi
+
+# The record that got the run, alone: its run id exists -> already triggered, exit 0.
+# One that did not, alone: still a conflict -> failed, exit 1. Neither adds a run.
+# (The very records of the batch: same key, sequencer and eventTime, so the same run ids.)
+resend() {   # resend NAME INDEX: collision.json's record INDEX alone, as $WORK/NAME.json
+  "$PYTHON" - "$WORK/collision.json" "$2" "$WORK/$1.json" <<'EOF'
+import json, sys
+records = json.load(open(sys.argv[1]))["Records"]
+json.dump({"Records": [records[int(sys.argv[2])]]}, open(sys.argv[3], "w"), indent=2)
+EOF
+  invoke_file "$1" "$WORK/$1.json"
+}
+if [[ $WINNER == - ]]; then
+  fail "collision: the report has no single triggered record to re-send"
+else
+  rc=0; resend collision-winner "$WINNER" || rc=$?
+  if ((rc == 0)) && check_report "$WORK/collision-winner.out" 0 1 0; then
+    pass "collision: re-sending the triggered record (${collision_keys[$WINNER]}) alone reports it already triggered, exit 0"
+  else
+    fail "collision: re-sending the triggered record alone: exit $rc (expected 0), or not reported already triggered"
+  fi
+fi
+if [[ $LOSER == - ]]; then
+  fail "collision: the report has no failed record to re-send"
+else
+  rc=0; resend collision-loser "$LOSER" || rc=$?
+  if ((rc == 1)) && check_report "$WORK/collision-loser.out" 0 0 1; then
+    pass "collision: re-sending a refused record (${collision_keys[$LOSER]}) alone fails again with the conflict, exit 1"
+  else
+    fail "collision: re-sending a refused record alone: exit $rc (expected 1), or not the conflict failure"
+  fi
+fi
+if collision_runs "after re-sending"; then
+  pass "collision: still exactly one DAG run for the batch after re-sending"
+else
+  fail "collision: Airflow's DAG runs for the batch changed after re-sending (see above)"
+fi
+
+log "5e-5g (the generated events, and waiting for the first and the long-key runs) took $((SECONDS - T_NEW))s"
 
 echo "e2e-airflow $INSTALLED_VERSION: $PASSED passed, $FAILED failed"
 ((FAILED == 0))
