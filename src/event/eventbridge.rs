@@ -47,6 +47,12 @@ pub(super) fn parse(value: Value) -> Result<ObjectEvent, EventError> {
     let envelope: Envelope = serde_json::from_value(value)
         .map_err(|e| EventError::malformed("EventBridge Object Created event", e))?;
     let detail = envelope.detail;
+    if detail.bucket.name.is_empty() {
+        return Err(EventError::malformed(
+            "EventBridge Object Created event",
+            "empty detail.bucket.name",
+        ));
+    }
     Ok(ObjectEvent {
         source: Source::EventBridge,
         bucket: detail.bucket.name,
