@@ -69,6 +69,12 @@ impl Webhook {
             .headers
             .iter()
             .map(|(header, value)| {
+                if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return Err(TargetError::Invalid {
+                        field: format!("{name}.headers.{header}"),
+                        reason: format!("{header:?} is not an HTTP header name"),
+                    });
+                }
                 if header.eq_ignore_ascii_case("authorization") {
                     return Err(TargetError::Invalid {
                         field: format!("{name}.headers.{header}"),
