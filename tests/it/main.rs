@@ -7,5 +7,6 @@ mod deploy;
 mod events;
 mod google;
 mod handler;
+mod props;
 mod secrets_manager;
 mod support;
