@@ -48,6 +48,12 @@ pub(super) fn parse(value: Value) -> Result<ObjectEvent, EventError> {
         EventError::malformed("EventBridge Object Created event", super::at_path(&e))
     })?;
     let detail = envelope.detail;
+    if detail.bucket.name.is_empty() {
+        return Err(EventError::malformed(
+            "EventBridge Object Created event",
+            "empty detail.bucket.name",
+        ));
+    }
     Ok(ObjectEvent {
         source: Source::EventBridge,
         bucket: detail.bucket.name,

@@ -341,10 +341,15 @@ impl Verdict {
 }
 
 /// Reads a `Retry-After` header at `now`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// Delay-seconds too large for a `u64` mean the longest wait, not none (as RFC 9111 §1.2.2
+/// says of delta-seconds), so the deadline ends the retries instead of the header being ignored.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
+    }
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(u64::MAX));
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
@@ -544,6 +549,10 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("100000000000000000000", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod handler;
 mod lambda;
 mod leak;
 mod malformed;
+mod props;
 mod runtime;
 mod secrets_manager;
 mod store;
