@@ -368,7 +368,7 @@ fn url(valid_only: bool) -> BoxedStrategy<String> {
     pick(
         valid_only,
         one_of(&[
-            "http://af",
+            "http://localhost:8080",
             "https://airflow.example.com/prefix/",
             "http://127.0.0.1:8080",
             "https://例え.jp/",
@@ -386,6 +386,8 @@ fn url(valid_only: bool) -> BoxedStrategy<String> {
                 "http://h/?q=1",
                 "http://h/#frag",
                 "https://h/{{ key }}",
+                // Plain HTTP beyond this machine, without `allow_http`.
+                "http://af",
             ]),
             template(false),
         ],
