@@ -74,7 +74,7 @@ pub struct TransportError {
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.kind, self.detail.is_empty()) {
-            (ErrorKind::InvalidRequest, _) => f.write_str(&self.detail),
+            (ErrorKind::InvalidRequest, false) => f.write_str(&self.detail),
             (kind, true) => write!(f, "{kind}"),
             (kind, false) => write!(f, "{kind}: {}", self.detail),
         }
@@ -115,7 +115,11 @@ impl TransportError {
 
     /// A `reqwest` error with its causes (`connection refused`), never the URL's query.
     fn from_reqwest(error: &reqwest::Error, status: Option<u16>) -> Self {
-        let kind = if error.is_timeout() {
+        let kind = if error.is_builder() {
+            // The request could not be put together (a URL or header reqwest refuses): nothing
+            // left, so it is not a request that "may have arrived".
+            ErrorKind::InvalidRequest
+        } else if error.is_timeout() {
             ErrorKind::Timeout
         } else if error.is_connect() {
             ErrorKind::Connect
@@ -139,9 +143,13 @@ impl TransportError {
             }
             source = cause.source();
         }
+        let detail = match kind {
+            ErrorKind::InvalidRequest => format!("not sent: {}", causes.join(": ")),
+            _ => causes.join(": "),
+        };
         TransportError {
             kind,
-            detail: causes.join(": "),
+            detail,
             status,
         }
     }

@@ -84,6 +84,17 @@ impl Webhook {
                             .to_owned(),
                     });
                 }
+                if !value.contains("{{")
+                    && !value.contains("{%")
+                    && reqwest::header::HeaderValue::from_str(value).is_err()
+                {
+                    return Err(TargetError::Invalid {
+                        field: format!("{name}.headers.{header}"),
+                        reason: "is not a valid HTTP header value (no line breaks or control \
+                                 characters)"
+                            .to_owned(),
+                    });
+                }
                 let template = templates.add_string(&format!("{name}.headers.{header}"), value)?;
                 Ok((header.to_ascii_lowercase(), template))
             })

@@ -1183,6 +1183,7 @@ fn configs() -> Vec<(&'static str, String, Vec<&'static str>)> {
         // ---- refused at load since the table found them loading ---------------------------
         ("undefined attribute of event, alone in conf", sales_airflow(", conf: { a: [ { b: '{{ event.nope }}' } ] }"), vec!["routes[0] (sales).target.conf.a[0].b: template: undefined value: the expression is undefined"]),
         ("attribute of a string, alone in conf", sales_airflow(", conf: { k: '{{ key.nope }}' }"), vec!["routes[0] (sales).target.conf.k: template: undefined value"]),
+        ("webhook header value with a line break", sales_target("webhook: { url: 'https://h', headers: { X-A: \"a\\nb\" } }"), vec!["routes[0] (sales).target.headers.X-A: is not a valid HTTP header value"]),
         ("webhook header name with a space", sales_target("webhook: { url: 'https://h', headers: { 'Bad Header': x } }"), vec!["routes[0] (sales).target.headers.Bad Header: is not a valid HTTP header name"]),
         ("oauth2 token_url not a URL", sales_airflow(", auth: { oauth2: { secret: s, token_url: 'not a url' } }"), vec!["routes[0] (sales).target.auth.token_url: invalid URL \"not a url\": relative URL without a base"]),
         ("oauth2 token_url a template", sales_airflow(", auth: { oauth2: { secret: s, token_url: 'https://t/{{ key }}' } }"), vec!["routes[0] (sales).target.auth.token_url: invalid URL", "templates are not allowed"]),
