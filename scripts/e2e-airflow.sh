@@ -21,7 +21,7 @@
 #          (deterministic dag_run_id; Airflow answers 409, which the binary checks with a GET
 #          of its run id: the run is there, so it counts as "already triggered"),
 #        - the DAG run reaches state `success` (i.e. it is a real, runnable run);
-#   5. sends two generated S3 notifications (written to the work dir, not committed):
+#   5. sends three generated S3 notifications (written to the work dir, not committed):
 #        - long key: one record whose key is 300 characters (URL-encoded as S3 does); the
 #          DAG run gets a run id of at most 248 characters (longer ones cannot write their
 #          task log folder `run_id=<id>`: "File name too long"), conf.key is the decoded
@@ -33,7 +33,9 @@
 #          each failure naming its own run id and the shared logical_date, `invoke` exits 1,
 #          and Airflow holds exactly one run for that batch and logical date. Re-sending the
 #          record that got the run reports it already triggered (exit 0); re-sending one of
-#          the others fails again the same way (exit 1); no run is added.
+#          the others fails again the same way (exit 1); no run is added;
+#        - paused DAG: with the DAG paused (PATCH is_paused), a new object is triggered
+#          (exit 0) and its outcome carries the warning that the DAG is paused.
 #   Prints `e2e-airflow <version>: N passed, M failed` and exits 1 if anything failed.
 #   All started processes are stopped on exit; on failure the Airflow logs' tails are shown.
 #
@@ -682,7 +684,25 @@ else
   fail "collision: Airflow's DAG runs for the batch changed after re-sending (see above)"
 fi
 
-log "5e-5g (the generated events, and waiting for the first and the long-key runs) took $((SECONDS - T_NEW))s"
+# 5h. A paused DAG: the run is created but waits, and the outcome says so (a warning read
+# with GET /dags/{dag_id} after the trigger); unpaused again afterwards.
+code=$(api PATCH "/api/$API/dags/$DAG_ID" '{"is_paused": true}')
+if [[ $code != 200 ]]; then
+  fail "paused DAG: could not pause $DAG_ID (HTTP $code): $(cat "$WORK/resp.json")"
+else
+  s3_event "$WORK/paused.json" "$LONG_BUCKET" 2026-11-25T10:00:00.000Z "paused/while-paused.csv"
+  rc=0; invoke_file paused "$WORK/paused.json" || rc=$?
+  warning=$(json 'd["outcomes"][0].get("warning", "")' < "$WORK/paused.out" 2>/dev/null || true)
+  if ((rc == 0)) && [[ $warning == "DAG $DAG_ID is paused: "* ]]; then
+    pass "paused DAG: triggered (exit 0) with the warning \"$warning\""
+  else
+    fail "paused DAG: exit $rc, warning \"$warning\" (expected one saying DAG $DAG_ID is paused)"
+  fi
+  code=$(api PATCH "/api/$API/dags/$DAG_ID" '{"is_paused": false}')
+  [[ $code == 200 ]] || fail "paused DAG: could not unpause $DAG_ID (HTTP $code)"
+fi
+
+log "5e-5h (the generated events, and waiting for the first and the long-key runs) took $((SECONDS - T_NEW))s"
 
 echo "e2e-airflow $INSTALLED_VERSION: $PASSED passed, $FAILED failed"
 ((FAILED == 0))
