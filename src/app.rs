@@ -286,7 +286,7 @@ async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &End
                 "not sent (dry run)"
             ),
             None => tracing::info!(
-                outcome = ?d.status(),
+                outcome = d.status().as_str(),
                 attempts = d.attempts,
                 http_status = d.http_status,
                 remote_id = d.remote_id(),

@@ -37,6 +37,18 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    /// As the report spells it (`already_triggered`), for log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Triggered => "triggered",
+            Status::AlreadyTriggered => "already_triggered",
+            Status::DryRun => "dry_run",
+            Status::Failed => "failed",
+        }
+    }
+}
+
 /// Why a delivery failed.
 #[derive(Debug, Clone)]
 pub enum Failure {
