@@ -264,6 +264,13 @@ impl Serialize for Delivered {
     }
 }
 
+/// An idempotency record this delivery won, to complete or release when it ends.
+struct Claimed<'s> {
+    store: &'s dyn Store,
+    key: Key,
+    token: String,
+}
+
 /// Everything delivering needs, borrowed from the app for one invocation.
 pub struct Delivery<'a> {
     /// Where requests go (the network, or the dry-run printer).
@@ -342,8 +349,8 @@ impl<'a> Delivery<'a> {
         let transport = ClearTextGuard::new(self.transport, endpoint.allow_http);
         let mut delivered = self.send(&transport, endpoint, &root, &built).await;
         delivered.run_id = built.run_id;
-        if let Some((store, key, token)) = claim {
-            self.record(store, &key, &token, endpoint, &delivered).await;
+        if let Some(claimed) = claim {
+            self.record(&claimed, endpoint, &delivered).await;
         }
         delivered
     }
@@ -351,12 +358,11 @@ impl<'a> Delivery<'a> {
     /// Claims this delivery's idempotency record when its route keeps one (never in a dry
     /// run). `Err` is the outcome when it must not be sent: delivered before, held by another
     /// invocation, or the store cannot be used.
-    #[allow(clippy::type_complexity)]
     async fn claim(
         &self,
         endpoint: &Endpoint,
         render: &RenderContext<'_>,
-    ) -> Result<Option<(&'a dyn Store, Key, String)>, Delivered> {
+    ) -> Result<Option<Claimed<'a>>, Delivered> {
         let (Some(store), Some(table)) = (self.store, endpoint.idempotency_table.as_deref()) else {
             return Ok(None);
         };
@@ -383,7 +389,7 @@ impl<'a> Delivery<'a> {
                         "took over a claim whose lease ran out (an invocation that did not finish)"
                     );
                 }
-                Ok(Some((store, key, token)))
+                Ok(Some(Claimed { store, key, token }))
             }
             Ok(Claim::Completed { remote_id, run_id }) => {
                 let mut delivered = Delivered::new(Ending::Recorded { remote_id }, 0, None);
@@ -399,14 +405,8 @@ impl<'a> Delivery<'a> {
     /// may claim it); kept until its lease runs out when a non-idempotent target may have
     /// received it (a takeover then re-sends it). Store trouble here is logged: the outcome
     /// stands.
-    async fn record(
-        &self,
-        store: &dyn Store,
-        key: &Key,
-        token: &str,
-        endpoint: &Endpoint,
-        delivered: &Delivered,
-    ) {
+    async fn record(&self, claimed: &Claimed<'_>, endpoint: &Endpoint, delivered: &Delivered) {
+        let Claimed { store, key, token } = claimed;
         let now = self.clock.now();
         let result = match &delivered.ending {
             Ending::Triggered { remote_id, .. } | Ending::AlreadyTriggered { remote_id } => {
