@@ -15,6 +15,7 @@ fn bucket_trigger(args: &[&str], env: &[(&str, &str)]) -> Output {
     for var in [
         "BUCKET_TRIGGER_CONFIG",
         "BUCKET_TRIGGER_CONFIG_FILE",
+        "BUCKET_TRIGGER_CONFIG_SSM",
         "BUCKET_TRIGGER_SECRETS_FILE",
         "AWS_LAMBDA_RUNTIME_API",
     ] {

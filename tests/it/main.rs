@@ -1,5 +1,6 @@
 //! Integration tests, one binary: sample events end to end through the handler, against
-//! wiremock stand-ins for Airflow and webhooks, moto for Secrets Manager, and the CLI binary.
+//! wiremock stand-ins for Airflow and webhooks, moto for Secrets Manager and Parameter Store,
+//! and the CLI binary.
 
 mod alteryx;
 mod cli;
@@ -10,5 +11,6 @@ mod handler;
 mod lambda;
 mod runtime;
 mod secrets_manager;
+mod ssm;
 mod support;
 mod tls;
