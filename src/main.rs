@@ -228,6 +228,11 @@ async fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
             "secrets read: {}",
             config.secret_ids.join(", ")
         ));
+        // Paste-ready for the template's policy (a CommaDelimitedList: no spaces).
+        out(format_args!(
+            "template.yaml: SecretNames={}",
+            config.secret_ids.join(",")
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -206,7 +206,8 @@ fn validate_prints_routes_or_names_the_broken_field() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("secrets read: chat-webhook, prod/airflow"),
+        stdout.contains("secrets read: chat-webhook, prod/airflow\n")
+            && stdout.contains("template.yaml: SecretNames=chat-webhook,prod/airflow\n"),
         "{stdout}"
     );
 

@@ -1,6 +1,6 @@
 //! Integration tests, one binary: sample events end to end through the handler, against
 //! wiremock stand-ins for Airflow and webhooks, moto for Secrets Manager and Parameter Store,
-//! and the CLI binary.
+//! the template's configs, and the CLI binary.
 
 mod alteryx;
 mod cli;

@@ -159,6 +159,10 @@ async fn validate_reads_the_parameter_and_earlier_sources_win_with_a_warning() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("- from-ssm:"), "{stdout}");
+    assert!(
+        stdout.contains("template.yaml: SecretNames=chat-webhook"),
+        "{stdout}"
+    );
 
     // BUCKET_TRIGGER_CONFIG_FILE comes first; the parameter is not read, and that is said.
     let out = validate(&[
