@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Lint the SAM template with cfn-lint and `sam validate --lint`.
-# Works offline; expects `cfn-lint` and `sam` on PATH (e.g. a venv with
-# `pip install aws-sam-cli cfn-lint`). Any error or warning fails the script.
+# Lint the SAM template with cfn-lint and `sam validate --lint`, then check the config and
+# policy it gives the function for every allowed parameter combination
+# (scripts/check-template-configs.py, with the debug binary's `validate`; built if missing,
+# or BUCKET_TRIGGER_BIN). Works offline; expects `cfn-lint` and `sam` on PATH (e.g. a venv
+# with `pip install aws-sam-cli cfn-lint`, whose python3 has PyYAML). Any error or warning
+# fails the script.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,5 +28,13 @@ echo "    ok: no errors or warnings"
 echo "==> sam validate --lint $(sam --version | awk '{print $NF}'): $TEMPLATE"
 sam validate --lint --template "$TEMPLATE"
 echo "    ok"
+
+BIN="${BUCKET_TRIGGER_BIN:-target/debug/bucket-trigger}"
+if [[ ! -x $BIN ]]; then
+    echo "==> cargo build (for $BIN validate)"
+    cargo build --quiet --bin bucket-trigger
+fi
+echo "==> configs and policies of $TEMPLATE, every allowed parameter combination"
+python3 scripts/check-template-configs.py --bin "$BIN" --template "$TEMPLATE"
 
 echo "template lint passed"

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Python test dependencies: moto (Secrets Manager emulator), oauthlib (the independent OAuth
 # 1.0a verifier in tests/fixtures/gallery_server.py), and google-auth, PyJWT, cryptography and
-# botocore (the JWT and SigV4 verifiers in tests/fixtures/google_server.py).
-requirements="moto[server] oauthlib google-auth PyJWT cryptography botocore"
+# botocore (the JWT and SigV4 verifiers in tests/fixtures/google_server.py), PyYAML
+# (scripts/check-template-configs.py reads template.yaml).
+requirements="moto[server] oauthlib google-auth PyJWT cryptography botocore PyYAML"
 if [ "$(cat .venv/.test-requirements 2>/dev/null)" != "$requirements" ]; then
   echo "==> installing $requirements into .venv"
   python3 -m venv .venv

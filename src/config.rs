@@ -1,7 +1,7 @@
 //! Configuration: raw serde structs (unknown fields are errors) → a validated, compiled
 //! [`Config`], built once at cold start. Errors name the route and the field.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
@@ -11,6 +11,7 @@ use crate::delivery::RetryPolicy;
 use crate::event::{ObjectEvent, Source};
 use crate::http::{NetworkSettings, TlsRoots, parse_ca_bundle};
 use crate::routing::{MatchConfig, Matcher};
+use crate::secrets::{ParameterError, ParameterStore};
 use crate::targets::{Endpoint, TargetConfig, TargetError};
 use crate::template::{RenderContext, Templates};
 
@@ -18,6 +19,61 @@ use crate::template::{RenderContext, Templates};
 pub const ENV_INLINE: &str = "BUCKET_TRIGGER_CONFIG";
 /// Path of a configuration file.
 pub const ENV_FILE: &str = "BUCKET_TRIGGER_CONFIG_FILE";
+/// Name of an SSM Parameter Store parameter holding the configuration (String or
+/// SecureString; `name:version` pins a version).
+pub const ENV_SSM: &str = "BUCKET_TRIGGER_CONFIG_SSM";
+
+/// Where the configuration comes from: the first of these that is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`.
+    Argument(PathBuf),
+    /// `BUCKET_TRIGGER_CONFIG`: the text itself.
+    Inline(String),
+    /// `BUCKET_TRIGGER_CONFIG_FILE`: a path (relative paths from the working directory: the
+    /// function's own directory under Lambda).
+    File(PathBuf),
+    /// `BUCKET_TRIGGER_CONFIG_SSM`: a Parameter Store parameter, read at cold start.
+    Parameter(String),
+}
+
+impl ConfigSource {
+    /// `--config` if given, else the first of `BUCKET_TRIGGER_CONFIG`,
+    /// `BUCKET_TRIGGER_CONFIG_FILE`, `BUCKET_TRIGGER_CONFIG_SSM` that `env` has (blank values
+    /// count as unset). Also returns the variables that were set but not used.
+    pub fn find(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(ConfigSource, Vec<&'static str>), ConfigError> {
+        let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let mut found = path.map(|path| ConfigSource::Argument(path.to_owned()));
+        let mut unused = Vec::new();
+        for name in [ENV_INLINE, ENV_FILE, ENV_SSM] {
+            let Some(value) = set(name) else { continue };
+            if found.is_some() {
+                unused.push(name);
+                continue;
+            }
+            found = Some(match name {
+                ENV_INLINE => ConfigSource::Inline(value),
+                ENV_FILE => ConfigSource::File(value.into()),
+                _ => ConfigSource::Parameter(value.trim().to_owned()),
+            });
+        }
+        found
+            .map(|source| (source, unused))
+            .ok_or(ConfigError::Missing)
+    }
+
+    /// How errors name it: the path, the variable, or the parameter.
+    pub fn origin(&self) -> String {
+        match self {
+            ConfigSource::Argument(path) | ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Inline(_) => ENV_INLINE.to_owned(),
+            ConfigSource::Parameter(name) => format!("SSM parameter {name}"),
+        }
+    }
+}
 
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -187,10 +243,13 @@ pub struct Config {
 pub enum ConfigError {
     /// No configuration was given.
     #[error(
-        "no configuration: pass --config FILE, or set {ENV_INLINE} (inline YAML/JSON) or \
-         {ENV_FILE} (a path)"
+        "no configuration: pass --config FILE, or set {ENV_INLINE} (inline YAML/JSON), \
+         {ENV_FILE} (a path) or {ENV_SSM} (an SSM parameter name)"
     )]
     Missing,
+    /// The Parameter Store parameter could not be read.
+    #[error("config: {0}")]
+    Parameter(#[from] ParameterError),
     /// The file could not be read.
     #[error("cannot read config file {path}: {message}")]
     Read {
@@ -229,22 +288,36 @@ impl Config {
     }
 
     /// Loads from `--config` if given, else `BUCKET_TRIGGER_CONFIG`, else
-    /// `BUCKET_TRIGGER_CONFIG_FILE`.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        if let Some(path) = path {
-            return Self::from_file(path);
+    /// `BUCKET_TRIGGER_CONFIG_FILE`, else `BUCKET_TRIGGER_CONFIG_SSM` (read from `parameters`,
+    /// whose client is built only then). A variable set but shadowed by an earlier source is
+    /// logged as a warning.
+    pub async fn load(
+        path: Option<&Path>,
+        parameters: &ParameterStore,
+    ) -> Result<Config, ConfigError> {
+        let (source, unused) = ConfigSource::find(path, |name| std::env::var(name).ok())?;
+        for name in unused {
+            tracing::warn!(
+                "{name} is set but not used: the config comes from {}",
+                source.origin()
+            );
         }
-        if let Ok(inline) = std::env::var(ENV_INLINE)
-            && !inline.trim().is_empty()
-        {
-            return Self::parse(&inline, ENV_INLINE);
+        Self::from_source(&source, parameters).await
+    }
+
+    /// Loads from one source.
+    pub async fn from_source(
+        source: &ConfigSource,
+        parameters: &ParameterStore,
+    ) -> Result<Config, ConfigError> {
+        match source {
+            ConfigSource::Argument(path) | ConfigSource::File(path) => Self::from_file(path),
+            ConfigSource::Inline(text) => Self::parse(text, ENV_INLINE),
+            ConfigSource::Parameter(name) => {
+                let text = parameters.get(name).await?;
+                Self::parse_quoting(text.expose(), &source.origin(), false)
+            }
         }
-        if let Ok(path) = std::env::var(ENV_FILE)
-            && !path.trim().is_empty()
-        {
-            return Self::from_file(Path::new(&path));
-        }
-        Err(ConfigError::Missing)
     }
 
     /// Loads a file.
@@ -258,9 +331,18 @@ impl Config {
 
     /// Parses and compiles YAML (or JSON, which is YAML) text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Self::parse_quoting(text, origin, true)
+    }
+
+    /// [`Config::parse`]; a syntax error quotes the lines around it only if `quote` (not for a
+    /// parameter that may be a SecureString: its lines go to no log).
+    fn parse_quoting(text: &str, origin: &str, quote: bool) -> Result<Config, ConfigError> {
         let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax {
             origin: origin.to_owned(),
-            message: e.to_string(),
+            message: match quote {
+                true => e.to_string(),
+                false => e.without_snippet().to_string(),
+            },
         })?;
         Self::compile(raw, origin)
     }
@@ -685,5 +767,49 @@ routes:
         let names: Vec<_> = config.matching(&event).map(|r| r.name.as_str()).collect();
         assert_eq!(names, vec!["csv", "all"]);
         assert_eq!(config.routes[0].targets.len(), 2);
+    }
+
+    #[test]
+    fn sources_are_tried_in_order_and_shadowed_ones_are_reported() {
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(var, _)| *var == name)
+                    .map(|(_, value)| value.to_string())
+            }
+        };
+        let all: &[(&str, &str)] = &[
+            (ENV_INLINE, "routes: []"),
+            (ENV_FILE, "bucket-trigger.yaml"),
+            (ENV_SSM, " /bucket-trigger/config:3 "),
+        ];
+        let (source, unused) = ConfigSource::find(Some(Path::new("c.yaml")), env(all)).unwrap();
+        assert_eq!(source, ConfigSource::Argument("c.yaml".into()));
+        assert_eq!(unused, [ENV_INLINE, ENV_FILE, ENV_SSM]);
+
+        let (source, unused) = ConfigSource::find(None, env(all)).unwrap();
+        assert_eq!(source, ConfigSource::Inline("routes: []".into()));
+        assert_eq!(unused, [ENV_FILE, ENV_SSM]);
+
+        // Blank counts as unset.
+        let (source, unused) = ConfigSource::find(
+            None,
+            env(&[(ENV_INLINE, " \n"), (ENV_FILE, "f.yaml"), (ENV_SSM, "/p")]),
+        )
+        .unwrap();
+        assert_eq!(source, ConfigSource::File("f.yaml".into()));
+        assert_eq!(unused, [ENV_SSM]);
+
+        let (source, unused) = ConfigSource::find(None, env(&all[2..])).unwrap();
+        assert_eq!(
+            source,
+            ConfigSource::Parameter("/bucket-trigger/config:3".into())
+        );
+        assert_eq!(source.origin(), "SSM parameter /bucket-trigger/config:3");
+        assert!(unused.is_empty());
+
+        let missing = ConfigSource::find(None, env(&[(ENV_SSM, "")])).unwrap_err();
+        assert!(matches!(missing, ConfigError::Missing));
+        assert!(missing.to_string().contains(ENV_SSM), "{missing}");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use bucket_trigger::app::App;
 use bucket_trigger::config::Config;
-use bucket_trigger::secrets::SecretSource;
+use bucket_trigger::secrets::{ParameterStore, SecretSource};
 use bucket_trigger::{SecretsWanted, event, handler, secret_source};
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -28,7 +28,8 @@ invoke    runs one event file (any supported shape) through the same code path a
           for by Retry-After included, as the deadline bounds a Lambda invocation.
 validate  checks a config and prints its routes; exit 2 on an error naming the route and field.
 
-Config: --config FILE, else BUCKET_TRIGGER_CONFIG (inline YAML/JSON), else BUCKET_TRIGGER_CONFIG_FILE.
+Config: --config FILE, else BUCKET_TRIGGER_CONFIG (inline YAML/JSON), else BUCKET_TRIGGER_CONFIG_FILE,
+        else BUCKET_TRIGGER_CONFIG_SSM (an SSM Parameter Store name, SecureString allowed).
 Secrets: --secrets-file FILE (JSON: {\"secret-id\": {\"field\": \"value\"}}), else
          BUCKET_TRIGGER_SECRETS_FILE, else AWS Secrets Manager.
 Lambda:  BUCKET_TRIGGER_DRY_RUN=1 answers with the requests instead of sending them.
@@ -128,7 +129,7 @@ fn main() -> ExitCode {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Lambda => lambda().await.map(|()| ExitCode::SUCCESS),
-            Command::Validate { config } => validate(config),
+            Command::Validate { config } => validate(config).await,
             Command::Invoke {
                 event,
                 config,
@@ -153,7 +154,7 @@ async fn lambda() -> Result<()> {
         anyhow::bail!("AWS_LAMBDA_RUNTIME_API is not set: not running under Lambda.\n\n{USAGE}");
     }
     lambda_runtime::tracing::init_default_subscriber();
-    let config = Config::load(None)?;
+    let config = Config::load(None, &ParameterStore::from_env()).await?;
     let dry_run =
         std::env::var("BUCKET_TRIGGER_DRY_RUN").is_ok_and(|v| matches!(v.as_str(), "1" | "true"));
     let source = secret_source(None, secrets_wanted(&config, dry_run))?;
@@ -208,9 +209,9 @@ async fn build_app(config: Config, source: Box<dyn SecretSource>, dry_run: bool)
     Ok(App::connect(config, source).await?)
 }
 
-fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
+async fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
     lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
-    let config = Config::load(config.as_deref())?;
+    let config = Config::load(config.as_deref(), &ParameterStore::from_env()).await?;
     out(format_args!("config OK: {} route(s)", config.routes.len()));
     for route in &config.routes {
         out(format_args!(
@@ -227,6 +228,11 @@ fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
             "secrets read: {}",
             config.secret_ids.join(", ")
         ));
+        // Paste-ready for the template's policy (a CommaDelimitedList: no spaces).
+        out(format_args!(
+            "template.yaml: SecretNames={}",
+            config.secret_ids.join(",")
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -239,7 +245,7 @@ async fn invoke(
     timeout: Duration,
 ) -> Result<ExitCode> {
     lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
-    let config = Config::load(config.as_deref())?;
+    let config = Config::load(config.as_deref(), &ParameterStore::from_env()).await?;
     let bytes = std::fs::read(&event_path)
         .with_context(|| format!("cannot read {}", event_path.display()))?;
     let parsed = event::parse_bytes(&bytes)

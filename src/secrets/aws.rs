@@ -34,10 +34,7 @@ impl SecretsManager {
 
     async fn client(&self) -> &Client {
         self.client
-            .get_or_init(|| async {
-                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                Client::new(&config)
-            })
+            .get_or_init(|| async { Client::new(super::aws_config().await) })
             .await
     }
 

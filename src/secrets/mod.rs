@@ -1,8 +1,10 @@
 //! Credentials: secret sources (Secrets Manager, a local JSON file) behind one TTL cache that
-//! every warm invocation shares. Secret values are [`SecretString`]s, which never print.
+//! every warm invocation shares, and Parameter Store for a configuration kept there. Secret
+//! values are [`SecretString`]s, which never print.
 
 mod aws;
 mod file;
+mod ssm;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,6 +17,17 @@ use tokio::time::Instant;
 
 pub use aws::SecretsManager;
 pub use file::SecretsFile;
+pub use ssm::{ParameterError, ParameterStore};
+
+/// The AWS configuration (region, credentials chain, endpoint overrides), loaded once on first
+/// use and shared by the SDK clients (Parameter Store at cold start, Secrets Manager later).
+async fn aws_config() -> &'static aws_config::SdkConfig {
+    static CONFIG: tokio::sync::OnceCell<aws_config::SdkConfig> =
+        tokio::sync::OnceCell::const_new();
+    CONFIG
+        .get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+        .await
+}
 
 /// A secret value: `Debug` and `Display` print `****`; read it with [`SecretString::expose`].
 #[derive(Clone, PartialEq, Eq)]

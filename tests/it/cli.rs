@@ -15,6 +15,7 @@ fn bucket_trigger(args: &[&str], env: &[(&str, &str)]) -> Output {
     for var in [
         "BUCKET_TRIGGER_CONFIG",
         "BUCKET_TRIGGER_CONFIG_FILE",
+        "BUCKET_TRIGGER_CONFIG_SSM",
         "BUCKET_TRIGGER_SECRETS_FILE",
         "AWS_LAMBDA_RUNTIME_API",
     ] {
@@ -205,7 +206,8 @@ fn validate_prints_routes_or_names_the_broken_field() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("secrets read: chat-webhook, prod/airflow"),
+        stdout.contains("secrets read: chat-webhook, prod/airflow\n")
+            && stdout.contains("template.yaml: SecretNames=chat-webhook,prod/airflow\n"),
         "{stdout}"
     );
 

@@ -1,65 +1,171 @@
-//! `template.yaml` builds the function's config from stack parameters: that config must load.
+//! What `template.yaml` and `sam build` give the function: every config the template can
+//! choose loads and its policy grants exactly the secrets that config reads
+//! (scripts/check-template-configs.py, for every allowed parameter combination), and the
+//! files of bundle/ ship next to the function, which finds them from its working directory.
 
-use bucket_trigger::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use crate::support::root;
+use crate::runtime::{Posted, serve_in};
+use crate::support::{python, root, unique};
+use crate::tls::tls_server;
 
-/// The `BUCKET_TRIGGER_CONFIG: !Sub |` block of the template, with parameters substituted.
-fn config_from_template(parameters: &[(&str, &str)]) -> String {
-    let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
-    let mut lines = template
-        .lines()
-        .skip_while(|line| !line.contains("BUCKET_TRIGGER_CONFIG: !Sub |"));
-    let header = lines
-        .next()
-        .expect("template.yaml sets BUCKET_TRIGGER_CONFIG with !Sub |");
-    let header_indent = header.len() - header.trim_start().len();
-    let body: Vec<&str> = lines
-        .take_while(|line| {
-            line.trim().is_empty() || line.len() - line.trim_start().len() > header_indent
-        })
-        .collect();
-    let indent = body
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap();
-    let mut text = body
-        .iter()
-        .map(|l| l.get(indent..).unwrap_or(""))
-        .collect::<Vec<_>>()
-        .join("\n");
-    for (name, value) in parameters {
-        text = text.replace(&format!("${{{name}}}"), value);
-    }
-    assert!(!text.contains("${"), "unsubstituted parameter in:\n{text}");
-    text
+fn check(template: &Path) -> Output {
+    Command::new(python())
+        .arg(root().join("scripts/check-template-configs.py"))
+        .arg("--bin")
+        .arg(env!("CARGO_BIN_EXE_bucket-trigger"))
+        .arg("--template")
+        .arg(template)
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 #[test]
-fn every_auth_and_api_choice_of_the_template_loads() {
-    for api in ["v1", "v2", "experimental"] {
-        for auth in ["basic", "bearer", "airflow_token"] {
-            for (prefix, suffix) in [("", ""), ("incoming/", ".csv")] {
-                let text = config_from_template(&[
-                    ("BucketName", "my-data-bucket"),
-                    ("Prefix", prefix),
-                    ("Suffix", suffix),
-                    ("AirflowBaseUrl", "https://airflow.example.com"),
-                    ("AirflowApi", api),
-                    ("DagId", "ingest_csv"),
-                    ("AirflowAuth", auth),
-                    ("AirflowSecretName", "airflow/prod-trigger"),
-                ]);
-                let config =
-                    Config::parse(&text, "template.yaml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-                assert_eq!(config.secret_ids, vec!["airflow/prod-trigger"]);
-                assert_eq!(
-                    config.routes[0].targets[0].description,
-                    format!("airflow {api} dag ingest_csv")
-                );
-            }
+fn every_allowed_combination_gives_a_config_that_loads_and_a_policy_for_exactly_its_secrets() {
+    let out = check(&root().join("template.yaml"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = stdout.lines().last().unwrap();
+    assert!(
+        summary.contains(
+            "(sources: BUCKET_TRIGGER_CONFIG, BUCKET_TRIGGER_CONFIG_FILE, BUCKET_TRIGGER_CONFIG_SSM)"
+        ) && summary.ends_with(" 0 failed"),
+        "{summary}"
+    );
+    let checked: usize = summary
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{summary}"));
+    // Generated: 7 Airflow api × auth pairs the Rules allow × prefix/suffix × CA × KMS key, and
+    // the three example configs as a bundled file or an SSM parameter.
+    assert!(checked >= 7 * 4 * 2 * 2, "{summary}");
+}
+
+#[test]
+fn the_check_catches_a_policy_or_config_the_template_gets_wrong() {
+    let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let dir = scratch("bucket-trigger-template");
+    let mutations = [
+        (
+            "the CA secret left out of the policy",
+            "[!Ref AirflowSecretName, !Ref AirflowCaBundleSecretName]",
+            "[!Ref AirflowSecretName]",
+            "GetSecretValue granted on",
+        ),
+        (
+            "a generated config that does not load",
+            "dag_id: \"${DagId}\"",
+            "dag: \"${DagId}\"",
+            "the generated config does not load",
+        ),
+        (
+            "the parameter ARN with a doubled slash",
+            "parameter${Name}",
+            "parameter/${Name}",
+            "ssm:GetParameter granted on",
+        ),
+        (
+            "two config sources at once",
+            "BUCKET_TRIGGER_CONFIG_FILE: !If [FileConfig, !Ref ConfigFile, !Ref AWS::NoValue]",
+            "BUCKET_TRIGGER_CONFIG_FILE: !Ref ConfigFile",
+            "(want exactly one)",
+        ),
+    ];
+    for (what, from, to, said) in mutations {
+        assert_eq!(template.matches(from).count(), 1, "{what}: {from}");
+        let mutated = dir.join("template.yaml");
+        std::fs::write(&mutated, template.replace(from, to)).unwrap();
+        let out = check(&mutated);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{what} passed:\n{stdout}");
+        assert!(stdout.contains(said), "{what}:\n{stdout}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn files_in_bundle_ship_next_to_the_function_which_finds_them_from_its_directory() {
+    // An orchestrator behind a private CA, and a bundle holding the config and that CA.
+    let (server, port, ca) = tls_server(&["127.0.0.1"]);
+    let dir = scratch("bucket-trigger-package");
+    let (bundle, package) = (dir.join("bundle"), dir.join("package"));
+    std::fs::create_dir_all(bundle.join("certs")).unwrap();
+    std::fs::create_dir_all(&package).unwrap();
+    for file in ["Makefile", "README.md"] {
+        std::fs::copy(root().join("bundle").join(file), bundle.join(file)).unwrap();
+    }
+    std::fs::copy(&ca, bundle.join("certs/company-ca.pem")).unwrap();
+    std::fs::write(
+        bundle.join("bucket-trigger.yaml"),
+        format!(
+            "settings: {{ ca_bundle: certs/company-ca.pem, max_attempts: 1 }}\nroutes:\n  \
+             - name: hook\n    target: {{ webhook: {{ url: 'https://127.0.0.1:{port}/hook' }} }}\n"
+        ),
+    )
+    .unwrap();
+
+    // What `sam build` runs after the cargo-lambda build (bundle/Makefile, target `files`).
+    let make = Command::new("make")
+        .current_dir(root())
+        .args(["--makefile", "bundle/Makefile", "files"])
+        .arg(format!("BUNDLE={}", bundle.display()))
+        .arg(format!("ARTIFACTS_DIR={}", package.display()))
+        .output()
+        .unwrap();
+    assert!(
+        make.status.success(),
+        "{}",
+        String::from_utf8_lossy(&make.stderr)
+    );
+    let mut shipped: Vec<String> = walk(&package)
+        .iter()
+        .map(|path| path.strip_prefix(&package).unwrap().display().to_string())
+        .collect();
+    shipped.sort();
+    assert_eq!(shipped, ["bucket-trigger.yaml", "certs/company-ca.pem"]);
+
+    // Lambda starts the function in its task root; the template sets a relative path.
+    let event = std::fs::read(root().join("events/s3-put.json")).unwrap();
+    let served = serve_in(
+        Some(&package),
+        &[event],
+        Duration::from_secs(10),
+        &[(
+            "BUCKET_TRIGGER_CONFIG_FILE",
+            "bucket-trigger.yaml".to_owned(),
+        )],
+    )
+    .await;
+    let Some(Posted::Response(report)) = &served.answers[0] else {
+        panic!("{:?}\n{}", served.answers, served.output)
+    };
+    assert_eq!(report["summary"]["triggered"], 1, "{report}");
+    assert_eq!(server.get("/_requests").as_array().unwrap().len(), 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
         }
     }
+    files
 }

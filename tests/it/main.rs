@@ -1,5 +1,6 @@
 //! Integration tests, one binary: sample events end to end through the handler, against
-//! wiremock stand-ins for Airflow and webhooks, moto for Secrets Manager, and the CLI binary.
+//! wiremock stand-ins for Airflow and webhooks, moto for Secrets Manager and Parameter Store,
+//! the template's configs, and the CLI binary.
 
 mod alteryx;
 mod cli;
@@ -14,5 +15,6 @@ mod props;
 mod runtime;
 mod secrets_manager;
 mod store;
+mod ssm;
 mod support;
 mod tls;

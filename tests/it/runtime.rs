@@ -5,6 +5,7 @@
 //! panic (with `panic = "abort"` in release) or an exit would end the process early.
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,6 +46,16 @@ pub struct Served {
 /// bytes, so a test can send what no `Value` can hold), each with `budget` before its
 /// deadline. `env` is added to the Lambda variables; the config comes from it.
 pub async fn serve(events: &[Vec<u8>], budget: Duration, env: &[(&str, String)]) -> Served {
+    serve_in(None, events, budget, env).await
+}
+
+/// [`serve`], with the process started in `dir` (as Lambda starts it in its task root).
+pub async fn serve_in(
+    dir: Option<&Path>,
+    events: &[Vec<u8>],
+    budget: Duration,
+    env: &[(&str, String)],
+) -> Served {
     let api = MockServer::start().await;
     for (index, event) in events.iter().enumerate() {
         let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + budget;
@@ -105,6 +116,9 @@ pub async fn serve(events: &[Vec<u8>], budget: Duration, env: &[(&str, String)])
         .stderr(Stdio::piped());
     for (name, value) in env {
         command.env(name, value);
+    }
+    if let Some(dir) = dir {
+        command.current_dir(dir);
     }
     let mut child = command.spawn().expect("cannot start the binary");
     // Read the output while the function runs: a pipe holds 64 KiB, and a function whose log

@@ -11,7 +11,7 @@ use crate::support::{Fixture, app, invoke, root, unique};
 
 /// The stand-in (its plain-HTTP side, to ask what arrived), the port of its HTTPS side, and
 /// the path of the PEM of the CA that signed its certificate.
-fn tls_server(names: &[&str]) -> (Fixture, String, PathBuf) {
+pub fn tls_server(names: &[&str]) -> (Fixture, String, PathBuf) {
     let ca = std::env::temp_dir().join(format!("{}.pem", unique("bucket-trigger-test-ca")));
     let port_file = ca.with_extension("port");
     let mut args = vec![
