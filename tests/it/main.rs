@@ -14,7 +14,7 @@ mod malformed;
 mod props;
 mod runtime;
 mod secrets_manager;
-mod store;
 mod ssm;
+mod store;
 mod support;
 mod tls;
