@@ -6,8 +6,9 @@ every combination of the parameters that shape them (every AllowedValues value; 
 values for free ones), then for each combination the Rules allow:
 
 - exactly one config source is set (BUCKET_TRIGGER_CONFIG, _FILE or _SSM);
-- the config loads: `bucket-trigger validate` on the generated text, or on an example config
-  (examples/*.yaml) shipped as ConfigFile in a package laid out as bundle/Makefile lays it out;
+- the config loads: `bucket-trigger validate` on the generated text, or on each example config
+  (examples/*.yaml, and one that reads no secret) shipped as ConfigFile in a package laid out
+  as bundle/Makefile lays it out;
 - the policy grants secretsmanager:GetSecretValue on exactly the secrets `validate` lists
   (SecretNames set to what `validate` prints), ssm:GetParameter on exactly the config
   parameter (without its :version), and kms:Decrypt only with SecretsKmsKeyArn.
@@ -31,6 +32,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012"}
 CONFIG_VARS = ("BUCKET_TRIGGER_CONFIG", "BUCKET_TRIGGER_CONFIG_FILE", "BUCKET_TRIGGER_CONFIG_SSM")
 EXAMPLES = ("bucket-trigger.yaml", "alteryx.yaml", "google.yaml")
+# A config that reads no secret: SecretNames stays empty and no secret may be granted.
+NO_SECRETS = "routes:\n  - name: hook\n    target: { webhook: { url: 'https://hooks.example.com/landing' } }\n"
+
+
+def example_text(example):
+    if example == "(no secrets)":
+        return NO_SECRETS
+    with open(os.path.join(ROOT, "examples", example)) as f:
+        return f.read()
 NO_VALUE = object()
 
 # Values for the parameters without AllowedValues that shape the config or the policy. A
@@ -46,7 +56,7 @@ FREE = {
     "ConfigFile": ["bucket-trigger.yaml"],
     "ConfigParameterName": ["", "/bucket-trigger/config", "/bucket-trigger/config:3"],
     "SecretsKmsKeyArn": ["", "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"],
-    # SecretNames and the example shipped come from `validate` (see configs()).
+    # SecretNames is what `validate` prints for the example shipped (see check()).
     "SecretNames": [None],
     "LogLevel": ["info"],
     "SecretsCacheTtlSeconds": ["300"],
@@ -282,7 +292,8 @@ def main():
         names = sorted(choices)
         for values in itertools.product(*(choices[n] for n in names)):
             base = dict(zip(names, values))
-            for example in EXAMPLES if base.get("ConfigSource") != "Generated" else (None,):
+            examples = EXAMPLES + ("(no secrets)",)
+            for example in examples if base.get("ConfigSource") != "Generated" else (None,):
                 params = {n: v for n, v in base.items() if v is not None}
                 problem = check(template, properties, params, example, package, validator, sources)
                 if problem is None:
@@ -310,9 +321,9 @@ def check(template, properties, params, example, package, validator, sources):
     """None when the Rules exclude the combination, "" when it is right, else what is wrong."""
     if example is not None:
         # The example goes into the package under ConfigFile; SecretNames is what validate prints.
-        code, error, secrets = validator.run({"BUCKET_TRIGGER_CONFIG_FILE": os.path.join(ROOT, "examples", example)})
+        code, error, secrets = validator.run({"BUCKET_TRIGGER_CONFIG": example_text(example)})
         if code != 0:
-            return "examples/%s does not load: %s" % (example, error)
+            return "example %s does not load: %s" % (example, error)
         params["SecretNames"] = ",".join(secrets)
     evaluator = Evaluator(template, dict(params, SecretNames=params.get("SecretNames", "").split(",")))
     if not evaluator.allowed():
@@ -332,7 +343,8 @@ def check(template, properties, params, example, package, validator, sources):
     elif source == "BUCKET_TRIGGER_CONFIG_FILE":
         target = os.path.join(package, env[source])
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.copyfile(os.path.join(ROOT, "examples", example), target)
+        with open(target, "w") as f:
+            f.write(example_text(example))
         code, error, secrets = validator.run({source: env[source]}, cwd=package, tag=example)
         if code != 0:
             return "the bundled config does not load from the package root: %s" % error

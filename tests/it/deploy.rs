@@ -50,7 +50,7 @@ fn every_allowed_combination_gives_a_config_that_loads_and_a_policy_for_exactly_
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{summary}"));
     // Generated: 7 Airflow api × auth pairs the Rules allow × prefix/suffix × CA × KMS key, and
-    // the three example configs as a bundled file or an SSM parameter.
+    // the example configs (and one without secrets) as a bundled file or an SSM parameter.
     assert!(checked >= 7 * 4 * 2 * 2, "{summary}");
 }
 
@@ -64,6 +64,12 @@ fn the_check_catches_a_policy_or_config_the_template_gets_wrong() {
             "[!Ref AirflowSecretName, !Ref AirflowCaBundleSecretName]",
             "[!Ref AirflowSecretName]",
             "GetSecretValue granted on",
+        ),
+        (
+            "a secret granted to a config that reads none",
+            "ReadsSecrets: !Or [!Condition GeneratedConfig, !Condition HasSecretNames]",
+            "ReadsSecrets: !Equals [a, a]",
+            "GetSecretValue granted on ['arn:aws:secretsmanager:eu-west-1:123456789012:secret:-??????']",
         ),
         (
             "a generated config that does not load",
