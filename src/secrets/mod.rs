@@ -20,8 +20,9 @@ pub use file::SecretsFile;
 pub use ssm::{ParameterError, ParameterStore};
 
 /// The AWS configuration (region, credentials chain, endpoint overrides), loaded once on first
-/// use and shared by the SDK clients (Parameter Store at cold start, Secrets Manager later).
-async fn aws_config() -> &'static aws_config::SdkConfig {
+/// use and shared by the SDK clients (Parameter Store at cold start, Secrets Manager later,
+/// the idempotency store's DynamoDB).
+pub async fn aws_config() -> &'static aws_config::SdkConfig {
     static CONFIG: tokio::sync::OnceCell<aws_config::SdkConfig> =
         tokio::sync::OnceCell::const_new();
     CONFIG

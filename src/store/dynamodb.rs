@@ -43,10 +43,7 @@ impl DynamoDb {
 
     async fn client(&self) -> &Client {
         self.client
-            .get_or_init(|| async {
-                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                Client::new(&config)
-            })
+            .get_or_init(|| async { Client::new(crate::secrets::aws_config().await) })
             .await
     }
 
