@@ -12,6 +12,7 @@ mod google_key;
 mod google_sts;
 mod oauth1;
 mod oauth2;
+mod sigv4;
 mod token;
 
 use std::sync::Mutex;
@@ -29,6 +30,7 @@ pub use bearer::BearerConfig;
 pub use google::{GoogleAccessTokenConfig, GoogleIdTokenConfig};
 pub use oauth1::{OAuth1Config, Placement, sign_oauth1};
 pub use oauth2::{ClientAuth, OAuth2Config};
+pub use sigv4::{SigV4, aws_credentials, aws_region};
 pub use token::{CachedBearer, EXPIRY_MARGIN, FALLBACK_LIFETIME, Token, TokenSource, Wanted};
 
 /// The scope Composer, Workflows and most Google APIs want.

@@ -31,8 +31,9 @@ pub struct Key {
     pub bucket: String,
     /// Object key.
     pub key: String,
-    /// Which version of the object: `version:<id>`, else `sequencer:<s>`, else
-    /// `etag:<etag>:<size>`; `None` when the event carries none of them (nothing to dedupe on).
+    /// Which version of the object: `version:<id>` (versioned buckets), else
+    /// `etag:<etag>:<size>` (the content: rewriting identical bytes is the same version), else
+    /// `sequencer:<s>`.
     pub version: String,
 }
 
@@ -40,10 +41,12 @@ impl Key {
     /// The key for `event` on `route` × `target` in `table`, or `None` when the event names
     /// no version at all (then every delivery is sent, as without a store).
     pub fn new(table: &str, route: &str, target: &str, event: &ObjectEvent) -> Option<Key> {
-        let version = match (&event.version_id, &event.sequencer, &event.etag) {
+        // ETag and size before the sequencer: a bucket listing (backfill) knows the first two
+        // but never the third, and must find the record a live event left.
+        let version = match (&event.version_id, &event.etag, &event.sequencer) {
             (Some(version), _, _) => format!("version:{version}"),
-            (None, Some(sequencer), _) => format!("sequencer:{sequencer}"),
-            (None, None, Some(etag)) => format!("etag:{etag}:{}", event.size.unwrap_or(0)),
+            (None, Some(etag), _) => format!("etag:{etag}:{}", event.size.unwrap_or(0)),
+            (None, None, Some(sequencer)) => format!("sequencer:{sequencer}"),
             (None, None, None) => return None,
         };
         let mut key = Key {
@@ -256,9 +259,20 @@ mod tests {
         let mut event = ObjectEvent::put("b", "k.csv");
         event.sequencer = Some("0A".into());
         event.etag = Some("e".into());
+        event.size = Some(7);
         let key = Key::new("t", "r", "webhook", &event).unwrap();
-        assert_eq!(key.version, "sequencer:0A");
+        assert_eq!(key.version, "etag:e:7");
         assert_eq!(key.id.len(), 64);
+        // A listing (no sequencer) finds the record a live event (with one) left.
+        let mut listed = event.clone();
+        listed.sequencer = None;
+        assert_eq!(Key::new("t", "r", "webhook", &listed).unwrap().id, key.id);
+        let mut no_etag = event.clone();
+        no_etag.etag = None;
+        assert_eq!(
+            Key::new("t", "r", "webhook", &no_etag).unwrap().version,
+            "sequencer:0A"
+        );
         event.version_id = Some("v1".into());
         assert_eq!(
             Key::new("t", "r", "webhook", &event).unwrap().version,
