@@ -685,6 +685,32 @@ fn sample_event() -> ObjectEvent {
     }
 }
 
+/// An environment variable's value, if set and not blank.
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// An SQS queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`; plain `http://` only to
+/// this machine, as for targets).
+fn queue_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|_| "is not a URL".to_owned())?;
+    match url.scheme() {
+        "https" => {}
+        "http" if crate::http::clear_text_host(&url).is_none() => {}
+        _ => return Err("must be an https:// SQS queue URL".to_owned()),
+    }
+    if url
+        .path_segments()
+        .is_none_or(|mut s| s.next_back().is_none_or(str::is_empty))
+    {
+        return Err("has no queue name (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)".to_owned());
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -906,30 +932,4 @@ routes:
         assert!(matches!(missing, ConfigError::Missing));
         assert!(missing.to_string().contains(ENV_SSM), "{missing}");
     }
-}
-
-/// An environment variable's value, if set and not blank.
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|value| value.trim().to_owned())
-        .filter(|value| !value.is_empty())
-}
-
-/// An SQS queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`; plain `http://` only to
-/// this machine, as for targets).
-fn queue_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|_| "is not a URL".to_owned())?;
-    match url.scheme() {
-        "https" => {}
-        "http" if crate::http::clear_text_host(&url).is_none() => {}
-        _ => return Err("must be an https:// SQS queue URL".to_owned()),
-    }
-    if url
-        .path_segments()
-        .is_none_or(|mut s| s.next_back().is_none_or(str::is_empty))
-    {
-        return Err("has no queue name (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)".to_owned());
-    }
-    Ok(url)
 }
