@@ -162,7 +162,8 @@ async fn lambda() -> Result<()> {
         tracing::warn!("{PLACEHOLDER_NOTE}");
     }
     // The app lives as long as the process; leaking it gives every worker a plain reference.
-    let app: &'static App = Box::leak(Box::new(build_app(config, source, dry_run).await?));
+    let app = build_app(config, source, dry_run).await?.under_lambda();
+    let app: &'static App = Box::leak(Box::new(app));
     // One invocation at a time on classic Lambda; as many as AWS_LAMBDA_MAX_CONCURRENCY
     // asks on Lambda Managed Instances (and under `cargo lambda watch`, which sets it).
     lambda_runtime::run_concurrent(service_fn(

@@ -4,8 +4,10 @@
 //! only if it won the claim, then marks it COMPLETED (with the remote id, kept for a window) or
 //! *releases* it when nothing ran, so that a retry may claim it again. A lease that ran out
 //! (a crashed invocation) is taken over. [`DynamoDb`] keeps the records; opt-in per route.
+//! Failure records go to an SQS [`Queue`] when one is configured.
 
 mod dynamodb;
+mod queue;
 
 use std::time::SystemTime;
 
@@ -15,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::event::ObjectEvent;
 
 pub use dynamodb::DynamoDb;
+pub use queue::{MAX_RECORD_BYTES, Queue, QueueError, Received};
 
 /// What identifies one delivery: route, target and object version.
 #[derive(Debug, Clone, PartialEq, Eq)]
