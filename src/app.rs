@@ -164,7 +164,18 @@ impl App {
 
     /// Routes and delivers every event of an invocation and reports each outcome.
     pub async fn process(&self, parsed: &Parsed, deadline: Option<Instant>) -> Report {
-        let plan = plan(&self.config, parsed);
+        self.process_only(parsed, deadline, None).await
+    }
+
+    /// [`App::process`], limited to one route and one of its targets (by description) when
+    /// `only` names them: what `replay` does with a failure record.
+    pub async fn process_only(
+        &self,
+        parsed: &Parsed,
+        deadline: Option<Instant>,
+        only: Option<(&str, &str)>,
+    ) -> Report {
+        let plan = plan(&self.config, parsed, only.map(|(route, _)| route));
         let renders: Vec<RenderContext<'_>> = plan
             .matches
             .iter()
@@ -179,6 +190,9 @@ impl App {
                 route
                     .targets
                     .iter()
+                    .filter(move |endpoint| {
+                        only.is_none_or(|(_, target)| endpoint.description == target)
+                    })
                     .map(move |endpoint| (*message, render, endpoint))
             })
             .collect();
@@ -228,7 +242,7 @@ struct Plan<'a> {
 }
 
 /// Routes every event; notes test events, events no route matches, and unreadable messages.
-fn plan<'a>(config: &'a Config, parsed: &'a Parsed) -> Plan<'a> {
+fn plan<'a>(config: &'a Config, parsed: &'a Parsed, only_route: Option<&str>) -> Plan<'a> {
     let mut plan = Plan {
         events: 0,
         matches: Vec::new(),
@@ -257,8 +271,12 @@ fn plan<'a>(config: &'a Config, parsed: &'a Parsed) -> Plan<'a> {
                 for event in events {
                     plan.events += 1;
                     let before = plan.matches.len();
-                    plan.matches
-                        .extend(config.matching(event).map(|route| (message, event, route)));
+                    plan.matches.extend(
+                        config
+                            .matching(event)
+                            .filter(|route| only_route.is_none_or(|only| route.name == only))
+                            .map(|route| (message, event, route)),
+                    );
                     if plan.matches.len() == before {
                         tracing::info!(bucket = %event.bucket, key = %event.key, event_name = %event.event_name, "no route matches; skipped");
                         plan.skipped.push(Skipped {
@@ -509,7 +527,7 @@ routes:
     fn plans_each_event_with_each_matching_route() {
         let config = Config::parse(CONFIG, "t").unwrap();
         let parsed = sample("sqs-batch.json");
-        let plan = plan(&config, &parsed);
+        let plan = plan(&config, &parsed, None);
         let routes: Vec<(&str, &str)> = plan
             .matches
             .iter()
