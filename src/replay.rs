@@ -320,8 +320,8 @@ pub async fn replay(app: &App, item: &Item, options: Options, summary: &mut Summ
 }
 
 /// Drains the failure queue: takes messages until none is left (or `limit`), replays each and
-/// deletes it when done with. A message that fails again stays; it is back on the queue when
-/// its visibility timeout ends. A dry run deletes nothing.
+/// deletes it when done with. A message that fails again stays, made visible again once the
+/// drain ends (not before: this drain would take it again). A dry run deletes nothing.
 pub async fn drain(
     app: &App,
     queue: &Queue,
@@ -332,34 +332,47 @@ pub async fn drain(
     summary: &mut Summary,
 ) -> Result<(), QueueError> {
     let mut taken = 0;
-    while taken < limit {
-        let want = (limit - taken).min(10) as u32;
-        let messages = queue
-            .receive(network, app.clock().now(), want, Duration::from_secs(1))
-            .await?;
-        if messages.is_empty() {
-            break;
+    let mut kept = Vec::new();
+    let result = async {
+        while taken < limit {
+            let want = (limit - taken).min(10) as u32;
+            let messages = queue
+                .receive(network, app.clock().now(), want, Duration::from_secs(1))
+                .await?;
+            if messages.is_empty() {
+                break;
+            }
+            for message in messages {
+                taken += 1;
+                let mut done = true;
+                for item in read_items(&message.body) {
+                    done &= replay(app, &item, options, summary).await;
+                }
+                if done && !dry_run {
+                    queue
+                        .delete(network, app.clock().now(), &message.receipt_handle, TIMEOUT)
+                        .await?;
+                } else {
+                    kept.push(message.receipt_handle);
+                }
+            }
         }
-        for message in messages {
-            taken += 1;
-            let mut done = true;
-            for item in read_items(&message.body) {
-                done &= replay(app, &item, options, summary).await;
-            }
-            if done && !dry_run {
-                queue
-                    .delete(
-                        network,
-                        app.clock().now(),
-                        &message.receipt_handle,
-                        Duration::from_secs(10),
-                    )
-                    .await?;
-            }
+        Ok(())
+    }
+    .await;
+    for handle in kept {
+        if let Err(error) = queue
+            .release(network, app.clock().now(), &handle, TIMEOUT)
+            .await
+        {
+            tracing::warn!(%error, "a message not done with stays hidden until its visibility timeout ends");
         }
     }
-    Ok(())
+    result
 }
+
+/// Time limit of one queue call.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
@@ -394,16 +407,16 @@ mod tests {
         let json = serde_json::to_string(&record()).unwrap();
         let expected = Item::Record(Box::new(record()));
         // One document, JSON lines, an array.
-        assert_eq!(read_items(&json), [expected.clone()]);
+        assert_eq!(read_items(&json), std::slice::from_ref(&expected));
         assert_eq!(read_items(&format!("{json}\n{json}\n")).len(), 2);
         assert_eq!(read_items(&format!("[{json},{json}]")).len(), 2);
         // A text log line, a JSON log line (the record as a string field).
         let text = format!(
             "2026-11-30T00:00:01Z ERROR deliver{{bucket=b}}: failure record failure_record={json} may_have_run=false\nINFO other line\n"
         );
-        assert_eq!(read_items(&text), [expected.clone()]);
+        assert_eq!(read_items(&text), std::slice::from_ref(&expected));
         let logged = serde_json::json!({"level": "ERROR", "fields": {"message": "failure record", "failure_record": json}});
-        assert_eq!(read_items(&logged.to_string()), [expected.clone()]);
+        assert_eq!(read_items(&logged.to_string()), [expected]);
         // A JSON log line without a record is not an item.
         assert!(read_items(r#"{"level":"INFO","fields":{"message":"x"}}"#).is_empty());
         // Lambda's on-failure destination record: the event is its requestPayload.
@@ -427,8 +440,10 @@ mod tests {
 
     #[test]
     fn the_table_counts_and_aligns() {
-        let mut summary = Summary::default();
-        summary.items = 2;
+        let mut summary = Summary {
+            items: 2,
+            ..Summary::default()
+        };
         summary.skip(&record(), "may have run".into());
         summary.unreadable("bad".into());
         let table = summary.table();

@@ -156,6 +156,29 @@ impl Queue {
         .map(drop)
     }
 
+    /// Makes a received message visible again at once (it was not done with).
+    pub async fn release(
+        &self,
+        transport: &dyn Transport,
+        now: SystemTime,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), QueueError> {
+        self.call(
+            transport,
+            now,
+            "ChangeMessageVisibility",
+            json!({
+                "QueueUrl": self.url.as_str(),
+                "ReceiptHandle": receipt_handle,
+                "VisibilityTimeout": 0,
+            }),
+            timeout,
+        )
+        .await
+        .map(drop)
+    }
+
     async fn call(
         &self,
         transport: &dyn Transport,

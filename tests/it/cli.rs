@@ -359,11 +359,7 @@ fn a_closed_stdout_and_unknown_commands() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
 
-    for args in [
-        &["replay", "--help"][..],
-        &["replay"][..],
-        &["frobnicate", "-h"][..],
-    ] {
+    for args in [&["frobnicate", "-h"][..], &["backfil", "--help"][..]] {
         let out = bucket_trigger(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(
@@ -371,4 +367,15 @@ fn a_closed_stdout_and_unknown_commands() {
             "{args:?}"
         );
     }
+    let out = bucket_trigger(&["replay", "--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("replay    runs failed deliveries again")
+    );
+    let out = bucket_trigger(&["replay"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("replay needs a FILE of failure records, - for stdin, or --queue QUEUE_URL")
+    );
 }

@@ -6,6 +6,7 @@ mod alteryx;
 mod cli;
 mod deploy;
 mod events;
+mod failures;
 mod google;
 mod handler;
 mod lambda;
