@@ -18,7 +18,7 @@ use crate::report::{
     BadMessage, FailureRecord, IdempotencyRef, Outcome, RECORD_KIND, RecordFate, Report, Skipped,
 };
 use crate::secrets::{SecretCache, SecretSource, SecretsError};
-use crate::store::{DynamoDb, Key, MAX_RECORD_BYTES, Queue, Store};
+use crate::store::{DynamoDb, Key, MAX_RECORD_BYTES, Queue, Store, Takeover};
 use crate::targets::Endpoint;
 use crate::template::RenderContext;
 
@@ -58,6 +58,8 @@ pub struct App {
     queue: tokio::sync::OnceCell<Queue>,
     /// Whether the platform retries what fails (Lambda, SQS) or nothing will (the CLI).
     platform_retries: bool,
+    /// What idempotency claims may take over.
+    takeover: Takeover,
     invocations: AtomicU64,
 }
 
@@ -139,8 +141,16 @@ impl App {
             store,
             queue: tokio::sync::OnceCell::new(),
             platform_retries: false,
+            takeover: Takeover::Expired,
             invocations: AtomicU64::new(0),
         }
+    }
+
+    /// The same app, re-sending deliveries whose idempotency record says they may have run
+    /// (`replay --resend-may-have-run`: the operator checked the target).
+    pub fn resending_may_have_run(mut self) -> App {
+        self.takeover = Takeover::Ambiguous;
+        self
     }
 
     /// The same app, serving Lambda: a retryable failure is left to the platform's retries
@@ -206,6 +216,7 @@ impl App {
             invocation: self.invocations.fetch_add(1, Ordering::Relaxed),
             store: self.store.as_deref(),
             keep: self.config.settings.idempotency_keep,
+            takeover: self.takeover,
         };
         let records = Records {
             app: self,

@@ -372,7 +372,10 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
     if source.placeholders() {
         eprintln!("note: {PLACEHOLDER_NOTE}");
     }
-    let app = build_app(config, source, args.dry_run).await?;
+    let mut app = build_app(config, source, args.dry_run).await?;
+    if args.resend_may_have_run {
+        app = app.resending_may_have_run();
+    }
     let options = Options {
         timeout: args.timeout,
         resend_may_have_run: args.resend_may_have_run,

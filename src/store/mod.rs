@@ -103,6 +103,22 @@ pub enum Claim {
         /// When its lease runs out.
         until: SystemTime,
     },
+    /// Sent before without an answer, to a target that cannot say whether it ran: not sent
+    /// again unless the claim asks to take such records (`replay --resend-may-have-run`).
+    Ambiguous {
+        /// When that delivery ended.
+        since: SystemTime,
+    },
+}
+
+/// What a claim may take over besides a free or expired record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Takeover {
+    /// Nothing else.
+    #[default]
+    Expired,
+    /// An ambiguous record too: the operator checked that the request did not run.
+    Ambiguous,
 }
 
 /// The store could not be used; the delivery is not sent (retryable).
@@ -117,13 +133,25 @@ pub struct StoreError {
 
 /// Where idempotency records live.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Claims `key` until `lease_until` unless it is completed or held by a live lease.
+    /// Claims `key` until `lease_until` unless it is completed, held by a live lease, or
+    /// ambiguous (unless `takeover` allows that).
     fn claim<'a>(
         &'a self,
         key: &'a Key,
         now: SystemTime,
         lease_until: SystemTime,
+        takeover: Takeover,
     ) -> BoxFuture<'a, Result<Claim, StoreError>>;
+
+    /// Marks `key` (claimed with `token`) ambiguous: sent, no answer, the target cannot tell.
+    /// Kept until `keep_until`; redeliveries then end as "may have run" without sending.
+    fn mark_ambiguous<'a>(
+        &'a self,
+        key: &'a Key,
+        token: &'a str,
+        at: SystemTime,
+        keep_until: SystemTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Marks `key` (claimed with `token`) completed, kept until `keep_until`.
     fn complete<'a>(
@@ -166,6 +194,8 @@ pub mod memory {
         InProgress(String, SystemTime),
         /// Completed, with its remote id.
         Completed(Option<String>, Option<String>),
+        /// Sent with no answer, at a time.
+        Ambiguous(SystemTime),
     }
 
     /// Records by key id; `fail` makes every call fail.
@@ -195,10 +225,15 @@ pub mod memory {
             key: &'a Key,
             now: SystemTime,
             lease_until: SystemTime,
+            takeover: Takeover,
         ) -> BoxFuture<'a, Result<Claim, StoreError>> {
             let result = self.check(key).map(|()| {
                 let mut records = self.records.lock().unwrap();
                 let took_over = match records.get(&key.id) {
+                    Some(Record::Ambiguous(since)) if takeover == Takeover::Expired => {
+                        return Claim::Ambiguous { since: *since };
+                    }
+                    Some(Record::Ambiguous(_)) => true,
                     Some(Record::Completed(remote_id, run_id)) => {
                         return Claim::Completed {
                             remote_id: remote_id.clone(),
@@ -232,6 +267,20 @@ pub mod memory {
                     done.remote_id.map(str::to_owned),
                     done.run_id.map(str::to_owned),
                 );
+                self.records.lock().unwrap().insert(key.id.clone(), record);
+            });
+            Box::pin(std::future::ready(result))
+        }
+
+        fn mark_ambiguous<'a>(
+            &'a self,
+            key: &'a Key,
+            _: &'a str,
+            at: SystemTime,
+            _: SystemTime,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            let result = self.check(key).map(|()| {
+                let record = Record::Ambiguous(at);
                 self.records.lock().unwrap().insert(key.id.clone(), record);
             });
             Box::pin(std::future::ready(result))
