@@ -293,6 +293,20 @@ async fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
             out(format_args!("    → {}", target.description));
         }
     }
+    let mut tables: Vec<&str> = config
+        .routes
+        .iter()
+        .flat_map(|route| &route.targets)
+        .filter_map(|target| target.idempotency_table.as_deref())
+        .collect();
+    tables.sort_unstable();
+    tables.dedup();
+    if !tables.is_empty() {
+        out(format_args!("idempotency table(s): {}", tables.join(", ")));
+    }
+    if let Some(queue) = &config.settings.failure_queue {
+        out(format_args!("failure records: log and {queue}"));
+    }
     if !config.secret_ids.is_empty() {
         out(format_args!(
             "secrets read: {}",
