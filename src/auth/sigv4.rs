@@ -14,7 +14,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 
-use super::AuthError;
+use super::{AuthError, SignContext, Sigv4Config};
 use crate::http::{HeaderValue, Request};
 use crate::secrets::SecretString;
 
@@ -107,6 +107,34 @@ impl SigV4 {
                 message,
             })
     }
+}
+
+/// Signs a target's request as the function's role (`auth: aws_sigv4`). A dry run signs with
+/// placeholder credentials: it reads nothing from AWS, and prints the signature redacted.
+pub(super) async fn sign_as_role(
+    config: &Sigv4Config,
+    request: &mut Request,
+    cx: &SignContext<'_>,
+) -> Result<(), AuthError> {
+    let region = match &config.region {
+        Some(region) => region.clone(),
+        None => aws_region().await.ok_or_else(|| AuthError::TokenRefused {
+            url: format!("(AWS {} signature)", config.service),
+            message: "no region: set auth.aws_sigv4.region, or AWS_REGION (Lambda sets it)"
+                .to_owned(),
+        })?,
+    };
+    let signer = SigV4::new(&config.service, &region);
+    if !cx.transport.reaches_network() {
+        let placeholder = Credentials::new("AKIDPLACEHOLDER", "placeholder", None, None, "dry-run");
+        return signer
+            .sign_with(request, &placeholder, cx.clock.now())
+            .map_err(|message| AuthError::TokenRefused {
+                url: format!("(AWS {} signature)", config.service),
+                message,
+            });
+    }
+    signer.sign(request, cx.clock.now()).await
 }
 
 /// This process's AWS credentials, from the shared configuration's provider chain (cached by

@@ -7,6 +7,7 @@
 mod airflow;
 mod alteryx;
 mod base_url;
+mod mwaa;
 pub mod run_id;
 mod webhook;
 mod workflows;
@@ -26,6 +27,7 @@ use crate::template::{RenderContext, TemplateError, Templates};
 pub use airflow::{AirflowApi, AirflowConfig};
 pub use alteryx::{AlteryxApi, AlteryxConfig, Question};
 pub use base_url::{BaseUrl, BaseUrlConfig, BaseUrlError, PLACEHOLDER_BASE};
+pub use mwaa::{MAX_PATH as MWAA_MAX_PATH, MwaaConfig};
 pub use webhook::WebhookConfig;
 pub use workflows::{
     EXECUTIONS_ENDPOINT, MAX_ARGUMENT_BYTES, WorkflowsCallbackConfig, WorkflowsConfig,
@@ -45,6 +47,8 @@ pub enum TargetConfig {
     Workflows(WorkflowsConfig),
     /// A Google Workflows callback.
     WorkflowsCallback(WorkflowsCallbackConfig),
+    /// An Amazon MWAA DAG run through `InvokeRestApi`, signed as the function's role.
+    Mwaa(MwaaConfig),
 }
 
 /// What every target has, declared per kind.
@@ -70,6 +74,8 @@ enum Base<'a> {
     WithQuery(&'static str, &'a str),
     /// An optional URL with a default.
     Default(&'static str, Option<&'a str>, &'static str),
+    /// A URL derived from other settings (MWAA's regional endpoint); `None` = cannot be.
+    Derived(&'static str, Option<String>),
 }
 
 impl TargetConfig {
@@ -93,7 +99,7 @@ impl TargetConfig {
             },
             TargetConfig::Webhook(config) => Facts {
                 kind: "a webhook",
-                accepts: &[A::None, A::Basic, A::Bearer, A::Oauth2],
+                accepts: &[A::None, A::Basic, A::Bearer, A::Oauth2, A::AwsSigv4],
                 auth: &config.auth,
                 base: Base::WithQuery("url", &config.url),
                 idempotent: false,
@@ -115,6 +121,13 @@ impl TargetConfig {
                 auth: &config.auth,
                 base: Base::Config("url", &config.url),
                 idempotent: false,
+            },
+            TargetConfig::Mwaa(config) => Facts {
+                kind: "MWAA",
+                accepts: &[A::AwsSigv4],
+                auth: &config.auth,
+                base: Base::Derived("endpoint", config.endpoint()),
+                idempotent: true,
             },
         }
     }
@@ -145,6 +158,15 @@ impl TargetConfig {
                 &format!("{name}.{field}"),
                 url.unwrap_or(default),
             )?),
+            Base::Derived(field, Some(url)) => {
+                BaseUrl::Fixed(base_url::parse_base_url(&format!("{name}.{field}"), &url)?)
+            }
+            Base::Derived(_, None) => {
+                return Err(TargetError::Invalid {
+                    field: format!("{name}.region"),
+                    reason: "no region: set region (or AWS_REGION, which Lambda sets)".to_owned(),
+                });
+            }
         };
         let target: Box<dyn Target> = match self {
             TargetConfig::Airflow(config) => {
@@ -162,6 +184,7 @@ impl TargetConfig {
             TargetConfig::WorkflowsCallback(config) => {
                 Box::new(workflows::WorkflowsCallback::new(config, name, templates)?)
             }
+            TargetConfig::Mwaa(config) => Box::new(mwaa::Mwaa::new(config, name, templates)?),
         };
         Ok(Endpoint {
             description: target.describe(),
@@ -184,6 +207,7 @@ impl TargetConfig {
             Base::Config(_, BaseUrlConfig::Secret { .. }) => None,
             Base::WithQuery(field, url) => Some((field, url)),
             Base::Default(field, url, default) => Some((field, url.unwrap_or(default))),
+            Base::Derived(field, ref url) => url.as_deref().map(|url| (field, url)),
         };
         let token = facts.auth.token_url().map(|url| ("auth.token_url", url));
         for (field, url) in base.into_iter().chain(token) {

@@ -12,6 +12,7 @@ mod handler;
 mod lambda;
 mod leak;
 mod malformed;
+mod mwaa;
 mod props;
 mod runtime;
 mod secrets_manager;
