@@ -625,7 +625,7 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
 
 /// The shapes an event can take, each with what makes it different, for checking templates at
 /// load time.
-fn sample_events() -> [(&'static str, ObjectEvent); 6] {
+fn sample_events() -> [(&'static str, ObjectEvent); 7] {
     let versioned = sample_event();
     [
         ("a versioned S3 object", versioned.clone()),
@@ -655,6 +655,17 @@ fn sample_events() -> [(&'static str, ObjectEvent); 6] {
             "a key with no folder",
             ObjectEvent {
                 key: "file.csv".into(),
+                ..versioned.clone()
+            },
+        ),
+        (
+            "a Cloud Storage object (generation as version, no sequencer, no region)",
+            ObjectEvent {
+                source: Source::Gcs,
+                version_id: Some("1764057600123456".into()),
+                sequencer: None,
+                region: None,
+                event_name: "ObjectCreated:Finalize".into(),
                 ..versioned.clone()
             },
         ),

@@ -460,7 +460,7 @@ mod tests {
             ),
             (
                 "webhook: { url: 'http://h', auth: { airflow_token: { secret: s } } }",
-                Some("a webhook takes none, basic, bearer or oauth2, not airflow_token"),
+                Some("a webhook takes none, basic, bearer, oauth2 or aws_sigv4, not airflow_token"),
             ),
             (
                 "workflows: { project: p, location: l, workflow: w, auth: { basic: { secret: s } } }",
