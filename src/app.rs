@@ -264,7 +264,9 @@ async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &End
         run_id = tracing::field::Empty,
     );
     async move {
+        let started = Instant::now();
         let delivered = delivery.deliver(endpoint, render).await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let d = &delivered;
         match d.failure() {
             Some(failure) => tracing::error!(
@@ -272,6 +274,7 @@ async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &End
                 retryable = failure.is_retryable(),
                 attempts = d.attempts,
                 http_status = d.http_status,
+                elapsed_ms,
                 detail = %failure,
                 source = %event.source,
                 sequencer = event.sequencer.as_deref(),
@@ -290,6 +293,7 @@ async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &End
                 attempts = d.attempts,
                 http_status = d.http_status,
                 remote_id = d.remote_id(),
+                elapsed_ms,
                 "delivered"
             ),
         }
@@ -300,6 +304,7 @@ async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &End
             route: render.route().to_owned(),
             target: endpoint.description.clone(),
             delivered,
+            elapsed_ms,
         }
     }
     .instrument(span)

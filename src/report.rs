@@ -25,6 +25,8 @@ pub struct Outcome {
     /// How delivery ended (with the run id sent, if any).
     #[serde(flatten)]
     pub delivered: Delivered,
+    /// How long the delivery took, retries and waits included (milliseconds).
+    pub elapsed_ms: u64,
 }
 
 impl Outcome {
@@ -196,6 +198,7 @@ mod tests {
                 warning: None,
                 may_have_arrived: false,
             },
+            elapsed_ms: 12,
         }
     }
 
@@ -293,7 +296,7 @@ mod tests {
                 "bucket": "b", "key": "m2.csv", "record_id": "m2", "route": "r",
                 "target": "airflow v2 dag d", "run_id": "r__m2", "status": "failed",
                 "retryable": true, "attempts": 1, "http_status": 200,
-                "detail": "HTTP 503 (gave up after 4 attempts)",
+                "detail": "HTTP 503 (gave up after 4 attempts)", "elapsed_ms": 12,
             })
         );
         let json = serde_json::to_value(&report).unwrap();

@@ -11,6 +11,7 @@ mod handler;
 mod lambda;
 mod leak;
 mod malformed;
+mod metrics;
 mod props;
 mod runtime;
 mod secrets_manager;
