@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Check the config template.yaml gives the function, for every allowed parameter combination.
 
-Evaluates the template's Rules, Conditions, the function's environment and its IAM policies for
-every combination of the parameters that shape them (every AllowedValues value; representative
-values for free ones), then for each combination the Rules allow:
+Evaluates the template's Rules, Conditions, the function's environment, its IAM policies and
+the failure alarm for every combination of the parameters that shape them (every AllowedValues
+value; representative values for free ones; those of the table, queue and metrics crossed with
+each other and with the config source and buffer, see INDEPENDENT), then for each combination
+the Rules allow:
 
 - exactly one config source is set (BUCKET_TRIGGER_CONFIG, _FILE or _SSM);
 - the config loads: `bucket-trigger validate` on the generated text, or on each example config
@@ -23,7 +25,7 @@ values for free ones), then for each combination the Rules allow:
   the function writes to (>= 1 in 5 minutes, missing data not breaching), notifying
   AlarmTopicArn only when it is set.
 
-Usage: check-template-configs.py --bin target/debug/bucket-trigger [--template template.yaml]
+Usage: check-template-configs.py --bin target/debug/bucket-trigger [--template template.yaml] [--fail-fast]
 Needs PyYAML. Prints one line per failure and a summary; exits 1 on any failure.
 """
 
@@ -299,10 +301,33 @@ class Validator:
         return self.cache[key]
 
 
+# Parameters that shape only the idempotency table, the failure queue and the metrics: crossed
+# with each other and with CROSSED in full, and held at their first value while the rest (the
+# config and its secrets) is crossed in full. Their grants do not depend on the config's.
+INDEPENDENT = ("IdempotencyTable", "EmitMetrics", "AlarmOnFailures", "AlarmTopicArn", "MaxReceiveCount", "MetricsNamespace")
+CROSSED = ("ConfigSource", "ConfigParameterName", "UseSqsBuffer", "SecretsKmsKeyArn")
+
+
+def combinations(choices):
+    """Every combination of the INDEPENDENT parameters with CROSSED (the rest at their first
+    value), then every combination of the config's parameters (INDEPENDENT at their first)."""
+    names = sorted(choices)
+    first = {n: choices[n][0] for n in names}
+    other_names = [n for n in names if n in INDEPENDENT or n in CROSSED]
+    for values in itertools.product(*(choices[n] for n in other_names)):
+        combination = dict(first, **dict(zip(other_names, values)))
+        if any(combination[n] != first[n] for n in INDEPENDENT if n in choices):
+            yield combination
+    config_names = [n for n in names if n not in INDEPENDENT]
+    for values in itertools.product(*(choices[n] for n in config_names)):
+        yield dict(first, **dict(zip(config_names, values)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", required=True, help="the bucket-trigger binary")
     parser.add_argument("--template", default=os.path.join(ROOT, "template.yaml"))
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     args = parser.parse_args()
 
     with open(args.template) as f:
@@ -331,9 +356,7 @@ def main():
     package = tempfile.mkdtemp(prefix="bucket-trigger-package-")
     failures, checked, excluded, sources = [], 0, 0, set()
     try:
-        names = sorted(choices)
-        for values in itertools.product(*(choices[n] for n in names)):
-            base = dict(zip(names, values))
+        for base in combinations(choices):
             examples = EXAMPLES + ("(no secrets)",)
             for example in examples if base.get("ConfigSource") != "Generated" else (None,):
                 params = {n: v for n, v in base.items() if v is not None}
@@ -345,6 +368,10 @@ def main():
                 if problem:
                     label = " ".join("%s=%s" % kv for kv in sorted(params.items()))
                     failures.append("%s%s: %s" % (label, " (example %s)" % example if example else "", problem))
+                    if args.fail_fast:
+                        break
+            if failures and args.fail_fast:
+                break
     finally:
         shutil.rmtree(package, ignore_errors=True)
 
