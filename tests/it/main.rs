@@ -12,6 +12,7 @@ mod handler;
 mod lambda;
 mod leak;
 mod malformed;
+mod metrics;
 mod mwaa;
 mod props;
 mod runtime;
