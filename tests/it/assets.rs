@@ -235,11 +235,11 @@ async fn a_lookup_that_fails_is_retried_and_a_refusal_names_the_secret() {
         .expect(1)
         .mount(&server)
         .await;
-    let app = app(
+    let retried = app(
         &config(&server, "v2", &format!("{{ uri: '{URI}' }}"), ""),
         SECRETS,
     );
-    let answer = invoke(&app, "s3-put.json").await.unwrap();
+    let answer = invoke(&retried, "s3-put.json").await.unwrap();
     assert_eq!(answer["outcomes"][0]["status"], "triggered", "{answer}");
 
     let server = MockServer::start().await;
@@ -260,4 +260,26 @@ async fn a_lookup_that_fails_is_retried_and_a_refusal_names_the_secret() {
         ) && detail.contains("may not read assets"),
         "{detail}"
     );
+}
+
+#[tokio::test]
+async fn a_dry_run_looks_nothing_up_and_prints_the_post() {
+    let server = MockServer::start().await;
+    let app = crate::support::dry_run_app(
+        &config(&server, "v2", &format!("{{ uri: '{URI}' }}"), ""),
+        SECRETS,
+    );
+    let answer = invoke(&app, "s3-put.json").await.unwrap();
+    let outcome = &answer["outcomes"][0];
+    assert_eq!(outcome["status"], "dry_run", "{answer}");
+    assert_eq!(
+        outcome["request"]["url"],
+        format!("{}/af/api/v2/assets/events", server.uri())
+    );
+    assert_eq!(outcome["request"]["body"]["asset_id"], Value::Null);
+    assert_eq!(
+        outcome["request"]["body"]["extra"]["bucket"],
+        "acme-landing"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
 }
