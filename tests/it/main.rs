@@ -3,6 +3,7 @@
 //! the template's configs, and the CLI binary.
 
 mod alteryx;
+mod assets;
 mod cli;
 mod deploy;
 mod events;
