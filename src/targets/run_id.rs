@@ -15,17 +15,21 @@ use crate::template::{hex, is_run_id_char, slug};
 pub const MAX_LEN: usize = 255 - "run_id=".len();
 const HASH_LEN: usize = 16;
 
-/// The default run id for an event on a route: route, bucket, key and the object's write
-/// identity (sequencer, else version id, else ETag), so each write of each object triggers once
-/// per route.
+/// The default run id for an event on a route: route, bucket, key and the object version as
+/// the idempotency store names it (version id, else ETag and size, else sequencer), so each
+/// version of each object triggers once per route, and a bucket listing (`backfill`, which
+/// knows no sequencer) finds the run a live event started.
 pub fn default_for(route: &str, event: &ObjectEvent) -> String {
-    let write = event
-        .sequencer
-        .as_deref()
-        .or(event.version_id.as_deref())
-        .or(event.etag.as_deref())
-        .unwrap_or("");
-    sanitize(&format!("{route}__{}/{}__{write}", event.bucket, event.key))
+    let version = match (&event.version_id, &event.etag, &event.sequencer) {
+        (Some(version), _, _) => version.clone(),
+        (None, Some(etag), _) => format!("{etag}-{}", event.size.unwrap_or(0)),
+        (None, None, Some(sequencer)) => sequencer.clone(),
+        (None, None, None) => String::new(),
+    };
+    sanitize(&format!(
+        "{route}__{}/{}__{version}",
+        event.bucket, event.key
+    ))
 }
 
 /// Makes `raw` a valid run id without ever mapping two different inputs to one output:
@@ -47,6 +51,31 @@ mod tests {
 
     fn valid(id: &str) -> bool {
         !id.is_empty() && id.len() <= MAX_LEN && id.chars().all(is_run_id_char)
+    }
+
+    #[test]
+    fn the_default_names_the_version_as_the_store_does() {
+        let mut event = ObjectEvent {
+            etag: Some("0123abcd".into()),
+            size: Some(52),
+            sequencer: Some("0062E9".into()),
+            ..ObjectEvent::put("b", "in/k.csv")
+        };
+        let live = default_for("r", &event);
+        assert!(live.starts_with("r__b-in-k.csv__0123abcd-52~"), "{live}");
+        // A listing has no sequencer: same id, so Airflow answers 409 instead of a second run.
+        event.sequencer = None;
+        assert_eq!(default_for("r", &event), live);
+        event.version_id = Some("v7".into());
+        assert!(
+            default_for("r", &event).contains("__v7"),
+            "{}",
+            default_for("r", &event)
+        );
+        event.version_id = None;
+        event.etag = None;
+        event.sequencer = Some("0062E9".into());
+        assert!(default_for("r", &event).contains("0062E9"));
     }
 
     #[test]
