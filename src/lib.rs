@@ -5,11 +5,13 @@
 //! (build the run request, read the answer), [`auth`] (sign it with credentials from
 //! [`secrets`]), [`delivery`] (the retry loop), [`http`] (requests as data, the one status
 //! table, the transport), [`app`] (plan and run an invocation), [`report`] (what it did) and
-//! [`handler`] (the Lambda answer).
+//! [`handler`] (the Lambda answer). [`listing`] reads a bucket's objects and [`backfill`] runs
+//! them through the app (`bucket-trigger backfill`).
 #![deny(missing_docs)]
 
 pub mod app;
 pub mod auth;
+pub mod backfill;
 pub mod clock;
 pub mod config;
 pub mod delivery;
@@ -17,6 +19,7 @@ pub mod event;
 pub mod glob;
 pub mod handler;
 pub mod http;
+pub mod listing;
 pub mod report;
 pub mod routing;
 pub mod secrets;

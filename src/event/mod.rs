@@ -64,6 +64,10 @@ pub enum Source {
     /// An EventBridge event delivered through SQS.
     #[serde(rename = "sqs/eventbridge")]
     SqsEventBridge,
+    /// An object found by listing the bucket (`bucket-trigger backfill`), not by an event; its
+    /// `event_name` is `ObjectCreated:Put`, so routes written for live events match it.
+    #[serde(rename = "backfill")]
+    Backfill,
 }
 
 impl Source {
@@ -76,6 +80,7 @@ impl Source {
             Source::SqsSnsS3 => "sqs/sns/s3",
             Source::EventBridge => "eventbridge",
             Source::SqsEventBridge => "sqs/eventbridge",
+            Source::Backfill => "backfill",
         }
     }
 

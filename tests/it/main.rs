@@ -3,6 +3,7 @@
 //! the template's configs, and the CLI binary.
 
 mod alteryx;
+mod backfill;
 mod cli;
 mod deploy;
 mod events;
