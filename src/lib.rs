@@ -6,10 +6,13 @@
 //! [`secrets`]), [`delivery`] (the retry loop), [`http`] (requests as data, the one status
 //! table, the transport), [`app`] (plan and run an invocation), [`report`] (what it did),
 //! [`metrics`] (the report as CloudWatch metrics) and [`handler`] (the Lambda answer).
+//! [`listing`] reads a bucket's objects and [`backfill`] runs them through the app
+//! (`bucket-trigger backfill`); [`replay`] runs failure records again.
 #![deny(missing_docs)]
 
 pub mod app;
 pub mod auth;
+pub mod backfill;
 pub mod clock;
 pub mod config;
 pub mod delivery;
@@ -17,6 +20,7 @@ pub mod event;
 pub mod glob;
 pub mod handler;
 pub mod http;
+pub mod listing;
 pub mod metrics;
 pub mod replay;
 pub mod report;

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use bucket_trigger::app::App;
+use bucket_trigger::auth::aws_region;
+use bucket_trigger::clock::SystemClock;
 use bucket_trigger::config::Config;
+use bucket_trigger::http::Network;
 use bucket_trigger::secrets::{ParameterStore, SecretSource};
-use bucket_trigger::{SecretsWanted, event, handler, metrics, secret_source};
+use bucket_trigger::{SecretsWanted, backfill, event, handler, listing, metrics, secret_source};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 const USAGE: &str = "\
@@ -21,6 +24,8 @@ USAGE:
     bucket-trigger validate [--config FILE]
     bucket-trigger replay [FILE|-]... [--queue QUEUE_URL] [--config FILE] [--secrets-file FILE] [--dry-run]
                           [--timeout SECONDS] [--limit N] [--resend-may-have-run]
+    bucket-trigger backfill s3://BUCKET[/PREFIX] [--config FILE] [--secrets-file FILE] [--dry-run]
+                   [--limit N] [--start-after KEY] [--page-size N] [--timeout SECONDS]
 
 invoke    runs one event file (any supported shape) through the same code path as the Lambda,
           prints a JSON report on stdout; exit 0 when every delivery succeeded (or already
@@ -36,6 +41,15 @@ replay    runs failed deliveries again through the same routes (and idempotency 
           that cannot tell are skipped unless --resend-may-have-run. Prints a summary table;
           exit 0 when everything was delivered (or already was), 1 otherwise, 2 on bad input.
           --timeout SECONDS (default 60) per item; --limit N (default 10000) queue messages.
+backfill  lists the objects under the prefix (ListObjectsV2; ListObjectVersions on a versioned
+          bucket) and runs each through the routes as an ObjectCreated:Put, for the files that
+          landed before the trigger existed; with an idempotency table, objects already
+          triggered are not sent again. Prints a summary table; exit 0, 1 when any delivery
+          failed, 2 on bad input or a failed listing.
+          --dry-run lists for real but prints the requests instead of sending them (JSON lines).
+          --limit N stops after N objects; --start-after KEY resumes after a key;
+          --page-size N (1-1000, default 1000) keys per listing request;
+          --timeout SECONDS (default 60) bounds each chunk of 100 objects' delivery.
 
 Config: --config FILE, else BUCKET_TRIGGER_CONFIG (inline YAML/JSON), else BUCKET_TRIGGER_CONFIG_FILE,
         else BUCKET_TRIGGER_CONFIG_SSM (an SSM Parameter Store name, SecureString allowed).
@@ -61,6 +75,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     Replay(ReplayArgs),
+    Backfill(BackfillArgs),
     Help,
     Version,
 }
@@ -91,6 +106,9 @@ fn parse_args() -> Result<Command, lexopt::Error> {
     };
     if sub == "replay" {
         return parse_replay(parser);
+    }
+    if sub == "backfill" {
+        return parse_backfill(parser);
     }
     if !matches!(sub.as_str(), "invoke" | "validate" | "lambda") {
         // An unknown command is an error whatever follows it (`replay --help` included).
@@ -214,6 +232,7 @@ fn main() -> ExitCode {
                 timeout,
                 metrics,
             } => invoke(event, config, secrets, dry_run, timeout, metrics).await,
+            Command::Backfill(args) => backfill(args).await,
         }
     });
     match result {
@@ -404,7 +423,7 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         };
         items.extend(replay::read_items(&text));
     }
-    let network = bucket_trigger::http::Network::new(&config.settings.network())?;
+    let network = Network::new(&config.settings.network())?;
     let source = secret_source(
         args.secrets.as_deref(),
         secrets_wanted(&config, args.dry_run),
@@ -441,5 +460,152 @@ async fn replay(args: ReplayArgs) -> Result<ExitCode> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// `backfill`'s arguments.
+struct BackfillArgs {
+    location: String,
+    config: Option<PathBuf>,
+    secrets: Option<PathBuf>,
+    dry_run: bool,
+    options: listing::Options,
+    timeout: Duration,
+}
+
+fn parse_backfill(mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = BackfillArgs {
+        location: String::new(),
+        config: None,
+        secrets: None,
+        dry_run: false,
+        options: listing::Options::default(),
+        timeout: Duration::from_secs(60),
+    };
+    let mut location = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") | Short('c') => args.config = Some(parser.value()?.into()),
+            Long("secrets-file") => args.secrets = Some(parser.value()?.into()),
+            Long("dry-run") => args.dry_run = true,
+            Long("limit") => {
+                let limit: u64 = parser.value()?.parse()?;
+                args.options.limit = Some(limit).filter(|n| *n > 0);
+                if args.options.limit.is_none() {
+                    return Err("--limit takes a positive number of objects".into());
+                }
+            }
+            Long("start-after") => args.options.start_after = Some(parser.value()?.string()?),
+            Long("page-size") => {
+                let size: u16 = parser.value()?.parse()?;
+                if !(1..=listing::MAX_PAGE_KEYS).contains(&size) {
+                    return Err("--page-size takes 1 to 1000 keys".into());
+                }
+                args.options.page_size = size;
+            }
+            Long("timeout") => {
+                let seconds: f64 = parser.value()?.parse()?;
+                args.timeout = Duration::try_from_secs_f64(seconds)
+                    .ok()
+                    .filter(|timeout| !timeout.is_zero())
+                    .ok_or("--timeout takes a positive number of seconds")?;
+            }
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Value(value) if location.is_none() => location = Some(value.string()?),
+            other => return Err(other.unexpected()),
+        }
+    }
+    args.location = location.ok_or("backfill needs an s3://BUCKET[/PREFIX] argument")?;
+    Ok(Command::Backfill(args))
+}
+
+/// `backfill`: list the location, run every object through the app, print the summary table.
+async fn backfill(args: BackfillArgs) -> Result<ExitCode> {
+    use std::io::{IsTerminal as _, Write as _};
+    // One log line per delivery would drown the table: warnings only, unless asked.
+    if std::env::var_os("AWS_LAMBDA_LOG_LEVEL").is_none() && std::env::var_os("RUST_LOG").is_none()
+    {
+        lambda_runtime::tracing::subscriber::fmt()
+            .with_target(false)
+            .without_time()
+            .with_max_level(lambda_runtime::tracing::Level::WARN)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    }
+    let location = listing::Location::parse(&args.location)?;
+    let config = Config::load(args.config.as_deref(), &ParameterStore::from_env()).await?;
+    let source = secret_source(
+        args.secrets.as_deref(),
+        secrets_wanted(&config, args.dry_run),
+    )?;
+    if source.placeholders() {
+        eprintln!("note: {PLACEHOLDER_NOTE}");
+    }
+    if args.dry_run {
+        eprintln!(
+            "note: dry run: the bucket is listed, nothing is sent, and the idempotency table \
+             is not read (objects already triggered are printed too)"
+        );
+    }
+    // The listing reads real S3 in a dry run too: it only reads.
+    let region = aws_region().await.ok_or(listing::ListingError::NoRegion)?;
+    let network =
+        Network::new(&config.settings.network())?.with_answer_limit(listing::MAX_PAGE_BYTES);
+    let lister = listing::Lister::new(
+        Box::new(network),
+        std::sync::Arc::new(SystemClock),
+        &region,
+        listing::Lister::endpoint_from_env()?,
+        config.settings.request_timeout.max(Duration::from_secs(30)),
+    );
+    let app = build_app(config, source, args.dry_run).await?;
+    let started = std::time::Instant::now();
+    let mut pages = lister.open(&location, args.options).await?;
+    let terminal = std::io::stderr().is_terminal();
+    let dry_run = args.dry_run;
+    let result = backfill::run(&app, &mut pages, args.timeout, |tally, outcomes| {
+        if dry_run {
+            for outcome in outcomes {
+                if let Some(request) = outcome.delivered.printed() {
+                    let line = serde_json::json!({
+                        "route": outcome.route,
+                        "target": outcome.target,
+                        "key": outcome.key,
+                        "request": request,
+                    });
+                    out(format_args!("{line}"));
+                }
+            }
+        }
+        if terminal {
+            eprint!("\r{}\x1b[K", tally.progress());
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await;
+    if terminal {
+        eprintln!();
+    }
+    let (tally, error) = match result {
+        Ok(tally) => (tally, None),
+        Err(stopped) => (stopped.tally, Some(stopped.error)),
+    };
+    out(format_args!(
+        "backfill {location} ({}, {} S3 request(s), {:.1} s{})",
+        pages.operation().as_str(),
+        pages.requests(),
+        started.elapsed().as_secs_f64(),
+        if dry_run { ", dry run" } else { "" }
+    ));
+    out(format_args!("{}", tally.render(50).trim_end()));
+    if let Some(error) = error {
+        anyhow::bail!("listing stopped after {} object(s): {error}", tally.listed);
+    }
+    Ok(match tally.deliveries.failed {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     })
 }

@@ -70,6 +70,10 @@ pub enum Source {
     /// A Google Cloud Storage notification (Pub/Sub push, or an Eventarc CloudEvent).
     #[serde(rename = "gcs")]
     Gcs,
+    /// An object found by listing the bucket (`bucket-trigger backfill`), not by an event; its
+    /// `event_name` is `ObjectCreated:Put`, so routes written for live events match it.
+    #[serde(rename = "backfill")]
+    Backfill,
 }
 
 impl Source {
@@ -83,6 +87,7 @@ impl Source {
             Source::EventBridge => "eventbridge",
             Source::SqsEventBridge => "sqs/eventbridge",
             Source::Gcs => "gcs",
+            Source::Backfill => "backfill",
         }
     }
 

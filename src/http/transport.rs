@@ -180,6 +180,7 @@ pub struct NetworkSettings {
 #[derive(Debug, Clone)]
 pub struct Network {
     client: reqwest::Client,
+    answer_limit: usize,
 }
 
 impl Network {
@@ -209,7 +210,18 @@ impl Network {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("bucket-trigger/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Network { client })
+        Ok(Network {
+            client,
+            answer_limit: MAX_ANSWER_BYTES,
+        })
+    }
+
+    /// The same client, reading up to `bytes` of each answer instead of [`MAX_ANSWER_BYTES`]:
+    /// for answers that are data rather than a verdict (an S3 listing page of 1,000 keys is
+    /// several hundred kilobytes). A longer answer is still cut at the limit.
+    pub fn with_answer_limit(mut self, bytes: usize) -> Network {
+        self.answer_limit = bytes;
+        self
     }
 
     async fn exchange(&self, request: &Request, timeout: Duration) -> Sent {
@@ -252,7 +264,7 @@ impl Network {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let body = match read_capped(response).await {
+        let body = match read_capped(response, self.answer_limit).await {
             Ok(body) => body,
             Err(error) if status.is_success() => {
                 // The server acted; only its answer was lost.
@@ -278,13 +290,17 @@ impl Network {
     }
 }
 
-/// At most [`MAX_ANSWER_BYTES`] of an answer's body.
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+/// At most `limit` bytes of an answer's body ([`MAX_ANSWER_BYTES`] unless the client was
+/// built for larger answers).
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
-        let room = MAX_ANSWER_BYTES - body.len();
+        let room = limit.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == MAX_ANSWER_BYTES {
+        if body.len() >= limit {
             break;
         }
     }

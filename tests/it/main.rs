@@ -4,6 +4,7 @@
 
 mod alteryx;
 mod assets;
+mod backfill;
 mod cli;
 mod deploy;
 mod events;
