@@ -76,6 +76,8 @@ FREE = {
     "MaxReceiveCount": ["7"],
     "MetricsNamespace": ["BucketTrigger/sales"],
     "AlarmTopicArn": ["", "arn:aws:sns:eu-west-1:123456789012:ops-alerts"],
+    "MwaaEnvironment": ["", "prod-airflow"],
+    "MwaaRole": ["Op"],
 }
 
 # What the function may do beyond the config's own secrets, parameter and key.
@@ -304,7 +306,8 @@ class Validator:
 # Parameters that shape only the idempotency table, the failure queue and the metrics: crossed
 # with each other and with CROSSED in full, and held at their first value while the rest (the
 # config and its secrets) is crossed in full. Their grants do not depend on the config's.
-INDEPENDENT = ("IdempotencyTable", "EmitMetrics", "AlarmOnFailures", "AlarmTopicArn", "MaxReceiveCount", "MetricsNamespace")
+INDEPENDENT = ("IdempotencyTable", "EmitMetrics", "AlarmOnFailures", "AlarmTopicArn", "MaxReceiveCount", "MetricsNamespace",
+               "MwaaEnvironment", "MwaaRole")
 CROSSED = ("ConfigSource", "ConfigParameterName", "UseSqsBuffer", "SecretsKmsKeyArn")
 
 
@@ -498,6 +501,18 @@ def check_store_queue_metrics(template, evaluator, env, policies, params, secret
             return "BUCKET_TRIGGER_MAX_RECEIVE_COUNT set without the SQS buffer"
         if templates:
             return "policy templates %s without the buffer" % templates
+
+    environment = params.get("MwaaEnvironment", "")
+    invokes = sorted(r for a, r in pairs if a.startswith("airflow:"))
+    if environment:
+        arn = "arn:aws:airflow:%s:%s:role/%s/%s" % (
+            PSEUDO["AWS::Region"], PSEUDO["AWS::AccountId"], environment, params.get("MwaaRole"))
+        if invokes != [arn] or [a for a, _ in pairs if a.startswith("airflow:")] != ["airflow:InvokeRestApi"]:
+            return "MWAA grants %s, want exactly airflow:InvokeRestApi on %s" % (
+                [p for p in pairs if p[0].startswith("airflow:")], arn)
+        expected.append(("airflow:InvokeRestApi", arn))
+    elif invokes:
+        return "MWAA granted without MwaaEnvironment: %s" % invokes
 
     extra = sorted(set(pairs) - set(expected))
     if extra:

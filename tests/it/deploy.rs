@@ -145,6 +145,18 @@ fn the_check_catches_a_policy_or_config_the_template_gets_wrong() {
             "the failure alarm has {'Namespace': 'BucketTrigger'}",
         ),
         (
+            "InvokeRestApi on every role of the environment",
+            "role/${MwaaEnvironment}/${MwaaRole}",
+            "role/${MwaaEnvironment}/*",
+            "MWAA grants [('airflow:InvokeRestApi', 'arn:aws:airflow:eu-west-1:123456789012:role/prod-airflow/*')]",
+        ),
+        (
+            "every MWAA action",
+            "Action: airflow:InvokeRestApi",
+            "Action: airflow:*",
+            "MWAA grants [('airflow:*'",
+        ),
+        (
             "the alarm on one route's series",
             "      MetricName: Failed\n",
             "      MetricName: Failed\n      Dimensions: [{ Name: Route, Value: default }]\n",
