@@ -44,6 +44,13 @@
 #      consumed it and reaches success; an asset no DAG declares is a permanent failure naming
 #      it (exit 1); re-sending the same notification makes a second event (asset events have
 #      no client id: the target is not idempotent).
+#   7. Amazon MWAA by IAM (Airflow 2 only: MWAA's InvokeRestApi forwards to the stable API
+#      v1): a stand-in for the MWAA API (tests/fixtures/mwaa_server.py, with botocore from the
+#      test venv .venv) recomputes each request's SigV4 signature and forwards the call to
+#      this Airflow as MWAA forwards it to its webserver. An `mwaa` target creates one run
+#      whose conf carries the object; re-sending it is already triggered (the 409 checked
+#      through InvokeRestApi); a request signed with another secret key is refused, naming
+#      airflow:InvokeRestApi.
 #   Prints `e2e-airflow <version>: N passed, M failed` and exits 1 if anything failed.
 #   All started processes are stopped on exit; on failure the Airflow logs' tails are shown.
 #
@@ -862,6 +869,64 @@ else
   fail "asset: re-sending: exit $rc, Airflow has $n events of the asset (expected 2)"
 fi
 log "6 (asset events) took $((SECONDS - T_ASSET))s"
+
+# 7. Amazon MWAA by IAM, through a stand-in for the MWAA API that checks SigV4 with botocore.
+if ((MAJOR == 2)); then
+  T_MWAA=$SECONDS
+  TEST_PY=$ROOT/.venv/bin/python
+  [[ -x $TEST_PY ]] || die "7 (MWAA) needs the test venv .venv (scripts/test.sh makes it) for botocore"
+  setsid "$TEST_PY" tests/fixtures/mwaa_server.py --airflow "$BASE_URL" \
+    --airflow-user "$ADMIN_USER" --airflow-password "$ADMIN_PASSWORD" \
+    > "$WORK/mwaa.out" 2> "$LOG_DIR/mwaa.log" &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do [[ -s $WORK/mwaa.out ]] && break; sleep 0.1; done
+  MWAA_URL="http://127.0.0.1:$(awk '/^LISTENING/ {print $2}' "$WORK/mwaa.out")"
+  cat > "$WORK/mwaa.yaml" <<EOF
+routes:
+  - name: mwaa
+    target:
+      mwaa:
+        environment: e2e-env
+        region: us-east-1
+        dag_id: $DAG_ID
+        run_id: "mwaa-{{ sequencer }}"
+EOF
+  s3_event "$WORK/mwaa-event.json" bucket-trigger-e2e-mwaa 2026-11-25T12:00:00.000Z "mwaa/orders 1.csv"
+  mwaa_invoke() {   # mwaa_invoke NAME SECRET_KEY: the binary signs as AKIDMWAATEST with SECRET_KEY
+    local rc=0
+    env -u AWS_ENDPOINT_URL -u AWS_SESSION_TOKEN AWS_ENDPOINT_URL_MWAA="$MWAA_URL" \
+      AWS_ACCESS_KEY_ID=AKIDMWAATEST AWS_SECRET_ACCESS_KEY="$2" AWS_REGION=us-east-1 \
+      AWS_EC2_METADATA_DISABLED=true "$BUCKET_TRIGGER_BIN" invoke "$WORK/mwaa-event.json" \
+      --config "$WORK/mwaa.yaml" > "$WORK/$1.out" 2> "$WORK/$1.err" || rc=$?
+    log "bucket-trigger invoke ($1, MWAA) -> exit $rc"; cat "$WORK/$1.out" >&2
+    return "$rc"
+  }
+  rc=0; mwaa_invoke mwaa-first mwaa-test-secret || rc=$?
+  status=$(json 'd["outcomes"][0]["status"]' < "$WORK/mwaa-first.out" 2>/dev/null || echo "?")
+  MWAA_RUN=$(json 'd["outcomes"][0]["run_id"]' < "$WORK/mwaa-first.out" 2>/dev/null || echo "?")
+  code=$(api GET "/api/v1/dags/$DAG_ID/dagRuns/$MWAA_RUN")
+  key=$(json 'd["conf"]["key"]' < "$WORK/resp.json" 2>/dev/null || echo "?")
+  if ((rc == 0)) && [[ $status == triggered && $code == 200 && $key == "mwaa/orders 1.csv" ]]; then
+    pass "mwaa: InvokeRestApi (SigV4 checked by botocore) created run $MWAA_RUN with the object in its conf"
+  else
+    fail "mwaa: exit $rc, status $status, Airflow GET run $MWAA_RUN -> $code, conf.key \"$key\""
+  fi
+  rc=0; mwaa_invoke mwaa-again mwaa-test-secret || rc=$?
+  status=$(json 'd["outcomes"][0]["status"]' < "$WORK/mwaa-again.out" 2>/dev/null || echo "?")
+  if ((rc == 0)) && [[ $status == already_triggered ]]; then
+    pass "mwaa: the same event again is already triggered (409 checked through InvokeRestApi)"
+  else
+    fail "mwaa: re-sent: exit $rc, status $status (expected already_triggered)"
+  fi
+  rc=0; mwaa_invoke mwaa-denied not-the-secret || rc=$?
+  detail=$(json 'd["outcomes"][0]["detail"]' < "$WORK/mwaa-denied.out" 2>/dev/null || echo "?")
+  if ((rc == 1)) && [[ $detail == *"airflow:InvokeRestApi"* && $detail == *"role/e2e-env/"* ]]; then
+    pass "mwaa: a signature botocore does not reproduce is refused, naming airflow:InvokeRestApi"
+  else
+    fail "mwaa: wrong key: exit $rc, detail \"$detail\""
+  fi
+  log "7 (MWAA) took $((SECONDS - T_MWAA))s"
+fi
 
 echo "e2e-airflow $INSTALLED_VERSION: $PASSED passed, $FAILED failed"
 ((FAILED == 0))
