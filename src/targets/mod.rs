@@ -1,12 +1,13 @@
 //! Targets: the orchestrators we start runs on. Each file holds one [`Target`], which owns only
 //! what differs: `build` (one event's rendered request, as plain data) and `interpret` (the
-//! orchestrator's answer). What every target shares (its signer, base URL, whether repeating a
-//! request is safe, and which auth schemes it accepts) is declared as data in [`Facts`] and
-//! lives in one [`Endpoint`]. This is the only room that matches on the kind of target.
+//! orchestrator's answer). What every target shares (its signer, base URL, rate limit, whether
+//! repeating a request is safe, and which auth schemes it accepts) is declared as data in
+//! [`Facts`] and lives in one [`Endpoint`]. This is the only room that matches on the kind of target.
 
 mod airflow;
 mod alteryx;
 mod base_url;
+mod rate_limit;
 pub mod run_id;
 mod webhook;
 mod workflows;
@@ -26,6 +27,7 @@ use crate::template::{RenderContext, TemplateError, Templates};
 pub use airflow::{AirflowApi, AirflowConfig};
 pub use alteryx::{AlteryxApi, AlteryxConfig, Question};
 pub use base_url::{BaseUrl, BaseUrlConfig, BaseUrlError, PLACEHOLDER_BASE};
+pub use rate_limit::{Limiter, RateLimitConfig, Slot, Throttled};
 pub use webhook::WebhookConfig;
 pub use workflows::{
     EXECUTIONS_ENDPOINT, MAX_ARGUMENT_BYTES, WorkflowsCallbackConfig, WorkflowsConfig,
@@ -55,6 +57,8 @@ struct Facts<'a> {
     accepts: &'static [AuthKind],
     /// Its `auth:`.
     auth: &'a AuthConfig,
+    /// Its `rate_limit:`, if any.
+    rate_limit: Option<&'a RateLimitConfig>,
     /// Where its URL comes from, and the field that says so.
     base: Base<'a>,
     /// Whether repeating a request that may have arrived is safe: the target deduplicates
@@ -81,6 +85,7 @@ impl TargetConfig {
                 kind: "Airflow",
                 accepts: AuthKind::ALL,
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("base_url", &config.base_url),
                 idempotent: true,
             },
@@ -88,6 +93,7 @@ impl TargetConfig {
                 kind: "Alteryx",
                 accepts: &[A::Oauth1, A::Oauth2, A::Bearer],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("base_url", &config.base_url),
                 idempotent: config.retry_on_timeout,
             },
@@ -95,6 +101,7 @@ impl TargetConfig {
                 kind: "a webhook",
                 accepts: &[A::None, A::Basic, A::Bearer, A::Oauth2],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::WithQuery("url", &config.url),
                 idempotent: false,
             },
@@ -102,6 +109,7 @@ impl TargetConfig {
                 kind: "Workflows",
                 accepts: &[A::GoogleAccessToken, A::Bearer],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Default(
                     "endpoint",
                     config.endpoint.as_deref(),
@@ -113,6 +121,7 @@ impl TargetConfig {
                 kind: "Workflows",
                 accepts: &[A::GoogleAccessToken, A::Bearer],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("url", &config.url),
                 idempotent: false,
             },
@@ -138,6 +147,7 @@ impl TargetConfig {
         if let Some(url) = facts.auth.token_url() {
             base_url::parse_base_url(&format!("{name}.auth.token_url"), url)?;
         }
+        let limiter = Limiter::new(name, facts.rate_limit)?;
         let base_url = match facts.base {
             Base::Config(field, config) => BaseUrl::new(&format!("{name}.{field}"), config)?,
             Base::WithQuery(field, url) => BaseUrl::with_query(&format!("{name}.{field}"), url)?,
@@ -166,6 +176,7 @@ impl TargetConfig {
         Ok(Endpoint {
             description: target.describe(),
             auth: Auth::new(facts.auth),
+            limiter,
             base_url,
             idempotent: facts.idempotent,
             allow_http: false,
@@ -218,6 +229,8 @@ pub struct Endpoint {
     pub target: Box<dyn Target>,
     /// Signs this target's requests (and keeps its token, if it has one).
     pub auth: Auth,
+    /// Its `rate_limit:`, shared by every invocation of this warm container.
+    pub limiter: Limiter,
     /// Where the URL comes from.
     pub base_url: BaseUrl,
     /// Whether repeating a request that may have arrived is safe.
