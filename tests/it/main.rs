@@ -12,6 +12,7 @@ mod lambda;
 mod leak;
 mod malformed;
 mod props;
+mod rate_limit;
 mod runtime;
 mod secrets_manager;
 mod ssm;
