@@ -178,8 +178,11 @@ impl Limiter {
             }
         };
         if let Some(bucket) = &self.bucket {
-            let start = bucket.reserve(Instant::now(), cutoff)?;
-            tokio::time::sleep_until(start).await;
+            let now = Instant::now();
+            let start = bucket.reserve(now, cutoff)?;
+            if start > now {
+                tokio::time::sleep_until(start).await;
+            }
         }
         Ok(Slot { _permit: permit })
     }
