@@ -11,12 +11,14 @@ use tracing::Instrument;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CaBundle, Config, Route};
-use crate::delivery::{Delivery, Status};
-use crate::event::{Body, ObjectEvent, Parsed};
+use crate::delivery::{Delivered, Delivery, Status};
+use crate::event::{Body, Invocation, Message, ObjectEvent, Parsed};
 use crate::http::{DryRun, Network, Transport, parse_ca_bundle};
-use crate::report::{BadMessage, Outcome, Report, Skipped};
+use crate::report::{
+    BadMessage, FailureRecord, IdempotencyRef, Outcome, RECORD_KIND, RecordFate, Report, Skipped,
+};
 use crate::secrets::{SecretCache, SecretSource, SecretsError};
-use crate::store::{DynamoDb, Store};
+use crate::store::{DynamoDb, Key, MAX_RECORD_BYTES, Queue, Store, Takeover};
 use crate::targets::Endpoint;
 use crate::template::RenderContext;
 
@@ -52,6 +54,12 @@ pub struct App {
     transport: Box<dyn Transport>,
     clock: Arc<dyn Clock>,
     store: Option<Box<dyn Store>>,
+    /// The failure queue, built on first use.
+    queue: tokio::sync::OnceCell<Queue>,
+    /// Whether the platform retries what fails (Lambda, SQS) or nothing will (the CLI).
+    platform_retries: bool,
+    /// What idempotency claims may take over.
+    takeover: Takeover,
     invocations: AtomicU64,
 }
 
@@ -131,8 +139,26 @@ impl App {
             transport,
             clock,
             store,
+            queue: tokio::sync::OnceCell::new(),
+            platform_retries: false,
+            takeover: Takeover::Expired,
             invocations: AtomicU64::new(0),
         }
+    }
+
+    /// The same app, re-sending deliveries whose idempotency record says they may have run
+    /// (`replay --resend-may-have-run`: the operator checked the target).
+    pub fn resending_may_have_run(mut self) -> App {
+        self.takeover = Takeover::Ambiguous;
+        self
+    }
+
+    /// The same app, serving Lambda: a retryable failure is left to the platform's retries
+    /// (Lambda's for direct invocations, SQS's until `max_receive_count`) rather than recorded.
+    /// Without this (the CLI), every failure is final and gets its failure record.
+    pub fn under_lambda(mut self) -> App {
+        self.platform_retries = true;
+        self
     }
 
     /// The same app keeping idempotency records in `store` (a DynamoDB client of the test's).
@@ -148,19 +174,36 @@ impl App {
 
     /// Routes and delivers every event of an invocation and reports each outcome.
     pub async fn process(&self, parsed: &Parsed, deadline: Option<Instant>) -> Report {
-        let plan = plan(&self.config, parsed);
+        self.process_only(parsed, deadline, None).await
+    }
+
+    /// [`App::process`], limited to one route and one of its targets (by description) when
+    /// `only` names them: what `replay` does with a failure record.
+    pub async fn process_only(
+        &self,
+        parsed: &Parsed,
+        deadline: Option<Instant>,
+        only: Option<(&str, &str)>,
+    ) -> Report {
+        let plan = plan(&self.config, parsed, only.map(|(route, _)| route));
         let renders: Vec<RenderContext<'_>> = plan
             .matches
             .iter()
-            .map(|(event, route)| RenderContext::new(&self.config.templates, event, &route.name))
+            .map(|(_, event, route)| RenderContext::new(&self.config.templates, event, &route.name))
             .collect();
         // Collected, not lazy adaptors: a closure-holding iterator or stream kept across
         // `.await` makes the future not provably `Send`, which concurrent invocations need.
-        let jobs: Vec<(&RenderContext<'_>, &Endpoint)> = renders
+        let jobs: Vec<(&Message, &RenderContext<'_>, &Endpoint)> = renders
             .iter()
             .zip(&plan.matches)
-            .flat_map(|(render, (_, route))| {
-                route.targets.iter().map(move |endpoint| (render, endpoint))
+            .flat_map(|(render, (message, _, route))| {
+                route
+                    .targets
+                    .iter()
+                    .filter(move |endpoint| {
+                        only.is_none_or(|(_, target)| endpoint.description == target)
+                    })
+                    .map(move |endpoint| (*message, render, endpoint))
             })
             .collect();
         let delivery = Delivery {
@@ -173,11 +216,17 @@ impl App {
             invocation: self.invocations.fetch_add(1, Ordering::Relaxed),
             store: self.store.as_deref(),
             keep: self.config.settings.idempotency_keep,
+            takeover: self.takeover,
+        };
+        let records = Records {
+            app: self,
+            invocation: parsed.invocation,
+            deadline,
         };
         // Futures do nothing until polled: `buffered` still bounds how many run at once.
         let runs: Vec<_> = jobs
             .into_iter()
-            .map(|(render, endpoint)| run(&delivery, render, endpoint))
+            .map(|(message, render, endpoint)| run(&delivery, &records, message, render, endpoint))
             .collect();
         let outcomes: Vec<Outcome> = futures_util::stream::iter(runs)
             .buffered(self.config.settings.max_concurrency)
@@ -197,14 +246,14 @@ impl App {
 struct Plan<'a> {
     /// Object events received.
     events: usize,
-    /// Each event with each route it matches, in order.
-    matches: Vec<(&'a ObjectEvent, &'a Route)>,
+    /// Each event (and its message) with each route it matches, in order.
+    matches: Vec<(&'a Message, &'a ObjectEvent, &'a Route)>,
     skipped: Vec<Skipped>,
     bad_messages: Vec<BadMessage>,
 }
 
 /// Routes every event; notes test events, events no route matches, and unreadable messages.
-fn plan<'a>(config: &'a Config, parsed: &'a Parsed) -> Plan<'a> {
+fn plan<'a>(config: &'a Config, parsed: &'a Parsed, only_route: Option<&str>) -> Plan<'a> {
     let mut plan = Plan {
         events: 0,
         matches: Vec::new(),
@@ -233,8 +282,12 @@ fn plan<'a>(config: &'a Config, parsed: &'a Parsed) -> Plan<'a> {
                 for event in events {
                     plan.events += 1;
                     let before = plan.matches.len();
-                    plan.matches
-                        .extend(config.matching(event).map(|route| (event, route)));
+                    plan.matches.extend(
+                        config
+                            .matching(event)
+                            .filter(|route| only_route.is_none_or(|only| route.name == only))
+                            .map(|route| (message, event, route)),
+                    );
                     if plan.matches.len() == before {
                         tracing::info!(bucket = %event.bucket, key = %event.key, event_name = %event.event_name, "no route matches; skipped");
                         plan.skipped.push(Skipped {
@@ -251,8 +304,15 @@ fn plan<'a>(config: &'a Config, parsed: &'a Parsed) -> Plan<'a> {
     plan
 }
 
-/// Delivers one event × target in its span and logs how it ended.
-async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &Endpoint) -> Outcome {
+/// Delivers one event × target in its span, logs how it ended, and records a failure that no
+/// one else will retry.
+async fn run(
+    delivery: &Delivery<'_>,
+    records: &Records<'_>,
+    message: &Message,
+    render: &RenderContext<'_>,
+    endpoint: &Endpoint,
+) -> Outcome {
     let event = render.event();
     let span = tracing::info_span!(
         "deliver",
@@ -264,6 +324,7 @@ async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &End
         run_id = tracing::field::Empty,
     );
     async move {
+        let started = delivery.clock.now();
         let delivered = delivery.deliver(endpoint, render).await;
         let d = &delivered;
         match d.failure() {
@@ -293,17 +354,159 @@ async fn run(delivery: &Delivery<'_>, render: &RenderContext<'_>, endpoint: &End
                 "delivered"
             ),
         }
-        Outcome {
+        let mut outcome = Outcome {
             bucket: event.bucket.clone(),
             key: event.key.clone(),
             record_id: event.record_id.clone(),
             route: render.route().to_owned(),
             target: endpoint.description.clone(),
             delivered,
+            failure_record: None,
+            settled: false,
+        };
+        if outcome.failed() && records.is_final(&outcome.delivered, message) {
+            let record = records.record(message, render, endpoint, &outcome, started);
+            let fate = records.write(&record).await;
+            outcome.settled = fate == RecordFate::Queued || record.may_have_run;
+            outcome.failure_record = Some(fate);
         }
+        outcome
     }
     .instrument(span)
     .await
+}
+
+/// Failure records of one invocation: when a failure is final, what it says, where it goes.
+struct Records<'a> {
+    app: &'a App,
+    invocation: Invocation,
+    deadline: Option<Instant>,
+}
+
+impl Records<'_> {
+    /// Whether nothing else will deliver this again: a permanent failure; any failure from the
+    /// CLI; under SQS, a retryable one on the message's last receive (`max_receive_count`),
+    /// when a queue can take the record instead of the dead-letter queue. A retryable failure
+    /// of a direct invocation is Lambda's to retry; its on-failure destination then holds it.
+    fn is_final(&self, delivered: &Delivered, message: &Message) -> bool {
+        if !delivered.retryable() || !self.app.platform_retries {
+            return true;
+        }
+        let settings = &self.app.config.settings;
+        match self.invocation {
+            Invocation::Direct => false,
+            Invocation::SqsBatch => {
+                settings.failure_queue.is_some()
+                    && matches!(
+                        (message.receive_count, settings.max_receive_count),
+                        (Some(count), Some(max)) if count >= max
+                    )
+            }
+        }
+    }
+
+    fn record(
+        &self,
+        message: &Message,
+        render: &RenderContext<'_>,
+        endpoint: &Endpoint,
+        outcome: &Outcome,
+        started: std::time::SystemTime,
+    ) -> FailureRecord {
+        let event = render.event();
+        let delivered = &outcome.delivered;
+        let idempotency = endpoint.idempotency_table.as_deref().and_then(|table| {
+            Key::new(table, render.route(), &endpoint.description, event).map(|key| {
+                IdempotencyRef {
+                    table: key.table,
+                    id: key.id,
+                    version: key.version,
+                }
+            })
+        });
+        FailureRecord {
+            kind: RECORD_KIND.to_owned(),
+            version: 1,
+            route: outcome.route.clone(),
+            target: outcome.target.clone(),
+            bucket: event.bucket.clone(),
+            key: event.key.clone(),
+            event: event.clone(),
+            original: Some(message.original.clone()),
+            run_id: delivered.run_id.clone(),
+            attempts: delivered.attempts,
+            http_status: delivered.http_status,
+            retryable: delivered.retryable(),
+            may_have_run: delivered.may_have_arrived && !endpoint.idempotent,
+            error: delivered.detail(),
+            started_at: rfc3339(started),
+            failed_at: rfc3339(self.app.clock.now()),
+            receive_count: message.receive_count,
+            idempotency,
+        }
+    }
+
+    /// Logs the record, then queues it when a queue is configured (a few attempts, within the
+    /// invocation's deadline). A record the queue did not take stays in the log, said loudly.
+    async fn write(&self, record: &FailureRecord) -> RecordFate {
+        let mut json = serde_json::to_string(record).unwrap_or_default();
+        if json.len() > MAX_RECORD_BYTES {
+            let mut smaller = record.clone();
+            smaller.original = None;
+            json = serde_json::to_string(&smaller).unwrap_or_default();
+        }
+        tracing::error!(failure_record = %json, may_have_run = record.may_have_run, "failure record");
+        let Some(url) = &self.app.config.settings.failure_queue else {
+            return RecordFate::Logged;
+        };
+        if !self.app.transport.reaches_network() {
+            return RecordFate::Logged;
+        }
+        let queue = self.app.queue.get_or_init(|| Queue::new(url.clone())).await;
+        let mut last = None;
+        for attempt in 0..3u32 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(100 << (2 * attempt))).await;
+            }
+            let left = self.deadline.map_or(std::time::Duration::MAX, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
+            let timeout = self.app.config.settings.request_timeout.min(left);
+            if timeout.is_zero() {
+                break;
+            }
+            match queue
+                .send(
+                    self.app.transport.as_ref(),
+                    self.app.clock.now(),
+                    &json,
+                    timeout,
+                )
+                .await
+            {
+                Ok(message_id) => {
+                    tracing::info!(message_id, queue = %url, "failure record queued");
+                    return RecordFate::Queued;
+                }
+                Err(error) => {
+                    let retryable = error.retryable;
+                    last = Some(error);
+                    if !retryable {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(error) = last {
+            tracing::error!(%error, "failure record NOT queued: it is only in this log");
+        }
+        RecordFate::Logged
+    }
+}
+
+/// `2026-11-30T17:45:00.123Z`.
+fn rfc3339(time: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
@@ -335,11 +538,11 @@ routes:
     fn plans_each_event_with_each_matching_route() {
         let config = Config::parse(CONFIG, "t").unwrap();
         let parsed = sample("sqs-batch.json");
-        let plan = plan(&config, &parsed);
+        let plan = plan(&config, &parsed, None);
         let routes: Vec<(&str, &str)> = plan
             .matches
             .iter()
-            .map(|(event, route)| (event.key.as_str(), route.name.as_str()))
+            .map(|(_, event, route)| (event.key.as_str(), route.name.as_str()))
             .collect();
         assert_eq!(plan.events, 4, "{routes:?}");
         assert!(

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reqwest::Url;
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
@@ -22,6 +23,12 @@ pub const ENV_FILE: &str = "BUCKET_TRIGGER_CONFIG_FILE";
 /// Name of an SSM Parameter Store parameter holding the configuration (String or
 /// SecureString; `name:version` pins a version).
 pub const ENV_SSM: &str = "BUCKET_TRIGGER_CONFIG_SSM";
+/// The idempotency table of routes whose config names none (set by `template.yaml`).
+pub const ENV_IDEMPOTENCY_TABLE: &str = "BUCKET_TRIGGER_IDEMPOTENCY_TABLE";
+/// The failure queue, when `settings.failure_queue_url` is not given (set by `template.yaml`).
+pub const ENV_FAILURE_QUEUE: &str = "BUCKET_TRIGGER_FAILURE_QUEUE_URL";
+/// The SQS event source's `maxReceiveCount`, when `settings.max_receive_count` is not given.
+pub const ENV_MAX_RECEIVE_COUNT: &str = "BUCKET_TRIGGER_MAX_RECEIVE_COUNT";
 
 /// Where the configuration comes from: the first of these that is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +124,13 @@ pub struct RawSettings {
     /// How long a completed record is kept (default 30 days): redeliveries and replays within
     /// it report "already triggered".
     pub idempotency_keep_days: Option<u64>,
+    /// SQS queue receiving a failure record for every delivery that ends failed (env
+    /// `BUCKET_TRIGGER_FAILURE_QUEUE_URL`); records are always logged too.
+    pub failure_queue_url: Option<String>,
+    /// The SQS event source's `maxReceiveCount` (env `BUCKET_TRIGGER_MAX_RECEIVE_COUNT`): on a
+    /// message's last receive, a retryable failure is recorded and the message acknowledged
+    /// instead of moving whole to the dead-letter queue.
+    pub max_receive_count: Option<u32>,
 }
 
 /// `settings.ca_bundle:` as written.
@@ -196,6 +210,10 @@ pub struct Settings {
     pub ca_bundle: CaBundle,
     /// How long a completed idempotency record is kept.
     pub idempotency_keep: Duration,
+    /// Where failure records are queued, besides the log.
+    pub failure_queue: Option<Url>,
+    /// The SQS event source's `maxReceiveCount`, if known.
+    pub max_receive_count: Option<u32>,
 }
 
 impl Settings {
@@ -349,6 +367,11 @@ impl Config {
 
     /// Validates and compiles a parsed configuration.
     pub fn compile(raw: RawConfig, origin: &str) -> Result<Config, ConfigError> {
+        let default_table = raw
+            .settings
+            .idempotency_table
+            .clone()
+            .or_else(|| env_nonempty(ENV_IDEMPOTENCY_TABLE));
         let invalid = |field: String, message: String| ConfigError::Invalid {
             origin: origin.to_owned(),
             field,
@@ -433,7 +456,7 @@ impl Config {
                 endpoint.idempotency_table = route
                     .idempotency_table
                     .clone()
-                    .or_else(|| raw.settings.idempotency_table.clone())
+                    .or_else(|| default_table.clone())
                     .filter(|table| !table.is_empty());
                 targets.push((name, endpoint));
             }
@@ -490,7 +513,40 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
             Err(_) => 300,
         },
     };
+    let failure_queue = match raw
+        .failure_queue_url
+        .clone()
+        .or_else(|| env_nonempty(ENV_FAILURE_QUEUE))
+    {
+        None => None,
+        Some(text) => Some(queue_url(&text).map_err(|reason| {
+            (
+                "settings.failure_queue_url".to_owned(),
+                format!("{text:?} {reason}"),
+            )
+        })?),
+    };
+    let max_receive_count = match raw.max_receive_count {
+        Some(count) => Some(count),
+        None => match env_nonempty(ENV_MAX_RECEIVE_COUNT) {
+            None => None,
+            Some(text) => Some(text.parse::<u32>().map_err(|_| {
+                (
+                    ENV_MAX_RECEIVE_COUNT.to_owned(),
+                    format!("{text:?} is not a whole number"),
+                )
+            })?),
+        },
+    };
+    if max_receive_count == Some(0) {
+        return Err((
+            "settings.max_receive_count".to_owned(),
+            "must be at least 1 (SQS counts the first receive)".to_owned(),
+        ));
+    }
     let settings = Settings {
+        failure_queue,
+        max_receive_count,
         secrets_ttl: Duration::from_secs(ttl),
         max_concurrency: raw.max_concurrency.unwrap_or(16),
         request_timeout: ms(raw.request_timeout_ms, 10_000),
@@ -629,6 +685,32 @@ fn sample_event() -> ObjectEvent {
     }
 }
 
+/// An environment variable's value, if set and not blank.
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// An SQS queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`; plain `http://` only to
+/// this machine, as for targets).
+fn queue_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|_| "is not a URL".to_owned())?;
+    match url.scheme() {
+        "https" => {}
+        "http" if crate::http::clear_text_host(&url).is_none() => {}
+        _ => return Err("must be an https:// SQS queue URL".to_owned()),
+    }
+    if url
+        .path_segments()
+        .is_none_or(|mut s| s.next_back().is_none_or(str::is_empty))
+    {
+        return Err("has no queue name (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)".to_owned());
+    }
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,6 +728,44 @@ mod tests {
         assert_eq!(config.settings.retry.max_attempts, 4);
         assert_eq!(config.settings.max_concurrency, 16);
         assert!(config.secret_ids.is_empty());
+    }
+
+    #[test]
+    fn the_failure_queue_must_be_an_sqs_queue_url_over_https_beyond_this_machine() {
+        let with = |settings: &str| {
+            Config::parse(
+                &format!("settings: {{ {settings} }}\nroutes:\n  - name: r\n    {TARGET}\n"),
+                "t",
+            )
+        };
+        let config = with(
+            "failure_queue_url: 'https://sqs.eu-west-1.amazonaws.com/1/f', max_receive_count: 3",
+        )
+        .unwrap();
+        assert_eq!(
+            config.settings.failure_queue.unwrap().as_str(),
+            "https://sqs.eu-west-1.amazonaws.com/1/f"
+        );
+        assert_eq!(config.settings.max_receive_count, Some(3));
+        assert!(with("failure_queue_url: 'http://127.0.0.1:9/1/f'").is_ok());
+        for (settings, said) in [
+            (
+                "failure_queue_url: 'http://sqs.example/1/f'",
+                "must be an https:// SQS queue URL",
+            ),
+            ("failure_queue_url: 'sqs'", "is not a URL"),
+            (
+                "failure_queue_url: 'https://sqs.eu-west-1.amazonaws.com/'",
+                "has no queue name",
+            ),
+            (
+                "max_receive_count: 0",
+                "settings.max_receive_count: must be at least 1",
+            ),
+        ] {
+            let error = with(settings).unwrap_err().to_string();
+            assert!(error.contains(said), "{settings}: {error}");
+        }
     }
 
     #[test]

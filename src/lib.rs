@@ -17,6 +17,7 @@ pub mod event;
 pub mod glob;
 pub mod handler;
 pub mod http;
+pub mod replay;
 pub mod report;
 pub mod routing;
 pub mod secrets;

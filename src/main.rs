@@ -19,6 +19,8 @@ USAGE:
     bucket-trigger                         run as an AWS Lambda function (AWS_LAMBDA_RUNTIME_API set)
     bucket-trigger invoke EVENT_FILE [--config FILE] [--secrets-file FILE] [--dry-run] [--timeout SECONDS]
     bucket-trigger validate [--config FILE]
+    bucket-trigger replay [FILE|-]... [--queue QUEUE_URL] [--config FILE] [--secrets-file FILE] [--dry-run]
+                          [--timeout SECONDS] [--limit N] [--resend-may-have-run]
 
 invoke    runs one event file (any supported shape) through the same code path as the Lambda,
           prints a JSON report on stdout; exit 0 when every delivery succeeded (or already
@@ -27,6 +29,13 @@ invoke    runs one event file (any supported shape) through the same code path a
           --timeout SECONDS (default 60) bounds the whole delivery, retries and waits asked
           for by Retry-After included, as the deadline bounds a Lambda invocation.
 validate  checks a config and prints its routes; exit 2 on an error naming the route and field.
+replay    runs failed deliveries again through the same routes (and idempotency table): failure
+          records from files, stdin (-) or log lines, Lambda on-failure destination records,
+          dead-lettered SQS bodies or event files; --queue drains an SQS failure queue, deleting
+          each message once it is done with. Records of requests that may have run on a target
+          that cannot tell are skipped unless --resend-may-have-run. Prints a summary table;
+          exit 0 when everything was delivered (or already was), 1 otherwise, 2 on bad input.
+          --timeout SECONDS (default 60) per item; --limit N (default 10000) queue messages.
 
 Config: --config FILE, else BUCKET_TRIGGER_CONFIG (inline YAML/JSON), else BUCKET_TRIGGER_CONFIG_FILE,
         else BUCKET_TRIGGER_CONFIG_SSM (an SSM Parameter Store name, SecureString allowed).
@@ -47,8 +56,21 @@ enum Command {
     Validate {
         config: Option<PathBuf>,
     },
+    Replay(ReplayArgs),
     Help,
     Version,
+}
+
+/// `replay`'s arguments.
+struct ReplayArgs {
+    files: Vec<PathBuf>,
+    queue: Option<String>,
+    config: Option<PathBuf>,
+    secrets: Option<PathBuf>,
+    dry_run: bool,
+    timeout: Duration,
+    limit: usize,
+    resend_may_have_run: bool,
 }
 
 fn parse_args() -> Result<Command, lexopt::Error> {
@@ -63,6 +85,9 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         Value(value) => value.string()?,
         other => return Err(other.unexpected()),
     };
+    if sub == "replay" {
+        return parse_replay(parser);
+    }
     if !matches!(sub.as_str(), "invoke" | "validate" | "lambda") {
         // An unknown command is an error whatever follows it (`replay --help` included).
         return Err(format!("unknown command {sub:?}").into());
@@ -100,6 +125,49 @@ fn parse_args() -> Result<Command, lexopt::Error> {
     }
 }
 
+fn parse_timeout(value: std::ffi::OsString) -> Result<Duration, lexopt::Error> {
+    use lexopt::ValueExt as _;
+    let seconds: f64 = value.parse()?;
+    Ok(Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|timeout| !timeout.is_zero())
+        .ok_or("--timeout takes a positive number of seconds")?)
+}
+
+fn parse_replay(mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = ReplayArgs {
+        files: Vec::new(),
+        queue: None,
+        config: None,
+        secrets: None,
+        dry_run: false,
+        timeout: Duration::from_secs(60),
+        limit: 10_000,
+        resend_may_have_run: false,
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("config") | Short('c') => args.config = Some(parser.value()?.into()),
+            Long("secrets-file") => args.secrets = Some(parser.value()?.into()),
+            Long("queue") => args.queue = Some(parser.value()?.string()?),
+            Long("dry-run") => args.dry_run = true,
+            Long("resend-may-have-run") => args.resend_may_have_run = true,
+            Long("timeout") => args.timeout = parse_timeout(parser.value()?)?,
+            Long("limit") => args.limit = parser.value()?.parse()?,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Value(value) => args.files.push(value.into()),
+            other => return Err(other.unexpected()),
+        }
+    }
+    if args.files.is_empty() && args.queue.is_none() {
+        return Err(
+            "replay needs a FILE of failure records, - for stdin, or --queue QUEUE_URL".into(),
+        );
+    }
+    Ok(Command::Replay(args))
+}
+
 fn main() -> ExitCode {
     let command = match parse_args() {
         Ok(command) => command,
@@ -130,6 +198,7 @@ fn main() -> ExitCode {
             }
             Command::Lambda => lambda().await.map(|()| ExitCode::SUCCESS),
             Command::Validate { config } => validate(config).await,
+            Command::Replay(args) => replay(args).await,
             Command::Invoke {
                 event,
                 config,
@@ -162,7 +231,8 @@ async fn lambda() -> Result<()> {
         tracing::warn!("{PLACEHOLDER_NOTE}");
     }
     // The app lives as long as the process; leaking it gives every worker a plain reference.
-    let app: &'static App = Box::leak(Box::new(build_app(config, source, dry_run).await?));
+    let app = build_app(config, source, dry_run).await?.under_lambda();
+    let app: &'static App = Box::leak(Box::new(app));
     // One invocation at a time on classic Lambda; as many as AWS_LAMBDA_MAX_CONCURRENCY
     // asks on Lambda Managed Instances (and under `cargo lambda watch`, which sets it).
     lambda_runtime::run_concurrent(service_fn(
@@ -223,6 +293,20 @@ async fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
             out(format_args!("    → {}", target.description));
         }
     }
+    let mut tables: Vec<&str> = config
+        .routes
+        .iter()
+        .flat_map(|route| &route.targets)
+        .filter_map(|target| target.idempotency_table.as_deref())
+        .collect();
+    tables.sort_unstable();
+    tables.dedup();
+    if !tables.is_empty() {
+        out(format_args!("idempotency table(s): {}", tables.join(", ")));
+    }
+    if let Some(queue) = &config.settings.failure_queue {
+        out(format_args!("failure records: log and {queue}"));
+    }
     if !config.secret_ids.is_empty() {
         out(format_args!(
             "secrets read: {}",
@@ -262,6 +346,72 @@ async fn invoke(
     let report = app.process(&parsed, deadline).await;
     out(format_args!("{}", serde_json::to_string_pretty(&report)?));
     Ok(if report.has_failures() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `replay`: reads every input first (a bad file fails before anything is sent), then replays
+/// item by item; a queue is drained after the files.
+async fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    use bucket_trigger::replay::{self, Options, Summary};
+    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
+    let mut config = Config::load(args.config.as_deref(), &ParameterStore::from_env()).await?;
+    // A replayed failure is logged, never queued again: draining the queue must end.
+    config.settings.failure_queue = None;
+    let queue = match &args.queue {
+        Some(text) => {
+            let url = reqwest::Url::parse(text)
+                .with_context(|| format!("--queue {text:?} is not a queue URL"))?;
+            Some(bucket_trigger::store::Queue::new(url).await)
+        }
+        None => None,
+    };
+    let mut items = Vec::new();
+    for file in &args.files {
+        let text = if file.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin()).context("cannot read stdin")?
+        } else {
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+        };
+        items.extend(replay::read_items(&text));
+    }
+    let network = bucket_trigger::http::Network::new(&config.settings.network())?;
+    let source = secret_source(
+        args.secrets.as_deref(),
+        secrets_wanted(&config, args.dry_run),
+    )?;
+    if source.placeholders() {
+        eprintln!("note: {PLACEHOLDER_NOTE}");
+    }
+    let mut app = build_app(config, source, args.dry_run).await?;
+    if args.resend_may_have_run {
+        app = app.resending_may_have_run();
+    }
+    let options = Options {
+        timeout: args.timeout,
+        resend_may_have_run: args.resend_may_have_run,
+    };
+    let mut summary = Summary::default();
+    for item in &items {
+        replay::replay(&app, item, options, &mut summary).await;
+    }
+    if let Some(queue) = &queue {
+        replay::drain(
+            &app,
+            queue,
+            &network,
+            options,
+            args.limit,
+            args.dry_run,
+            &mut summary,
+        )
+        .await?;
+    }
+    out(format_args!("{}", summary.table().trim_end()));
+    Ok(if summary.has_failures() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

@@ -1,12 +1,88 @@
 //! Report: what one invocation did. One [`Outcome`] per event × route × target (its failure
-//! still typed), what was skipped and why, unreadable messages, the [`Summary`] counts, and the
-//! answers derived from them: the SQS `batchItemFailures` and the retryable failures.
+//! still typed), what was skipped and why, unreadable messages, the [`Summary`] counts, the
+//! answers derived from them (the SQS `batchItemFailures`, the retryable failures), and the
+//! [`FailureRecord`] of each delivery that ended failed, which operators read and `replay` runs.
 
 use aws_lambda_events::sqs::SqsBatchResponse;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::delivery::{Delivered, Status};
-use crate::event::Invocation;
+use crate::event::{Invocation, ObjectEvent};
+
+/// What a failure record says it is.
+pub const RECORD_KIND: &str = "bucket-trigger/failure";
+
+/// One event × route × target that ended failed: everything an operator needs to see what did
+/// not run and why, and everything `replay` needs to run it again. Written to the log and, when
+/// configured, to the failure queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    /// Always [`RECORD_KIND`].
+    pub kind: String,
+    /// The record format, 1.
+    pub version: u32,
+    /// Route name.
+    pub route: String,
+    /// Target description (`airflow v2 dag load_sales`).
+    pub target: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// The normalized event (what `replay` runs).
+    pub event: ObjectEvent,
+    /// The message as received (the SQS record or the direct payload); omitted when too big
+    /// for the queue.
+    #[serde(default)]
+    pub original: Option<Value>,
+    /// The idempotency key sent (Airflow `dag_run_id`), if any.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    /// Requests sent.
+    pub attempts: u32,
+    /// The last HTTP status, if any answer came.
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    /// Whether a later attempt may succeed.
+    pub retryable: bool,
+    /// The request may have reached the target, which has no idempotency key: check it before
+    /// replaying.
+    pub may_have_run: bool,
+    /// Why, scrubbed of secrets like every text the function writes.
+    pub error: String,
+    /// When the delivery started and ended (RFC 3339, UTC).
+    pub started_at: String,
+    /// When it ended.
+    pub failed_at: String,
+    /// How many times SQS had delivered the message.
+    #[serde(default)]
+    pub receive_count: Option<u32>,
+    /// The idempotency record's table and id, when the route keeps one.
+    #[serde(default)]
+    pub idempotency: Option<IdempotencyRef>,
+}
+
+/// Where a delivery's idempotency record lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRef {
+    /// DynamoDB table.
+    pub table: String,
+    /// The record's key (`pk`).
+    pub id: String,
+    /// Which object version (`version:…`, `etag:…:size`, `sequencer:…`).
+    pub version: String,
+}
+
+/// What became of a failure's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordFate {
+    /// Written to the log only.
+    Logged,
+    /// Written to the log and the failure queue.
+    Queued,
+}
 
 /// One event × route × target.
 #[derive(Debug, Clone, Serialize)]
@@ -25,12 +101,24 @@ pub struct Outcome {
     /// How delivery ended (with the run id sent, if any).
     #[serde(flatten)]
     pub delivered: Delivered,
+    /// For failures: whether a failure record was written, and where.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_record: Option<RecordFate>,
+    /// A failure that must not be delivered again by the platform: its record is queued, or
+    /// the request may have run on a target that cannot tell (re-sending could run it twice).
+    #[serde(skip)]
+    pub settled: bool,
 }
 
 impl Outcome {
     /// Whether this delivery failed.
     pub fn failed(&self) -> bool {
         self.delivered.status() == Status::Failed
+    }
+
+    /// Whether the platform (SQS, Lambda's retries) should deliver it again.
+    pub fn wants_redelivery(&self) -> bool {
+        self.failed() && !self.settled
     }
 }
 
@@ -126,21 +214,22 @@ impl Report {
         }
     }
 
-    /// Failed deliveries that a later retry may fix.
+    /// Failed deliveries that a later retry may fix (and that no queued record settled).
     pub fn retryable_failures(&self) -> impl Iterator<Item = &Outcome> {
         self.outcomes
             .iter()
-            .filter(|o| o.failed() && o.delivered.retryable())
+            .filter(|o| o.wants_redelivery() && o.delivered.retryable())
     }
 
     /// SQS message ids to report as `batchItemFailures`: every message with a failed delivery or
     /// an unreadable body, so SQS redelivers it and, past `maxReceiveCount`, moves it to the
-    /// dead-letter queue rather than losing it. Sorted, each once.
+    /// dead-letter queue rather than losing it; except failures a record settled (queued, or
+    /// "may have run"). Sorted, each once.
     pub fn failed_message_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self
             .outcomes
             .iter()
-            .filter(|o| o.failed())
+            .filter(|o| o.wants_redelivery())
             .filter_map(|o| o.record_id.clone())
             .chain(self.bad_messages.iter().filter_map(|m| m.record_id.clone()))
             .collect();
@@ -157,7 +246,7 @@ impl Report {
         let anonymous = self
             .outcomes
             .iter()
-            .filter(|o| o.failed())
+            .filter(|o| o.wants_redelivery())
             .map(|o| &o.record_id)
             .chain(self.bad_messages.iter().map(|m| &m.record_id))
             .any(Option::is_none);
@@ -196,6 +285,8 @@ mod tests {
                 warning: None,
                 may_have_arrived: false,
             },
+            failure_record: None,
+            settled: false,
         }
     }
 

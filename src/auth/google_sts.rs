@@ -8,7 +8,6 @@
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
@@ -91,7 +90,7 @@ pub(super) async fn federate(
     let region = std::env::var("AWS_REGION")
         .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
         .map_err(|_| refused(&account.secret, "AWS_REGION is not set (Lambda sets it)"))?;
-    let credentials = aws_credentials().await?;
+    let credentials = super::aws_credentials().await?;
     let verification_url = account
         .credential_source
         .regional_cred_verification_url
@@ -151,18 +150,6 @@ pub(super) async fn federate(
         &request.url,
         cx.clock.now(),
     )
-}
-
-/// This process's AWS credentials (in Lambda: the execution role's, from the environment).
-async fn aws_credentials() -> Result<Credentials, AuthError> {
-    aws_config::default_provider::credentials::default_provider()
-        .await
-        .provide_credentials()
-        .await
-        .map_err(|e| AuthError::TokenUnavailable {
-            url: "(AWS credentials)".to_owned(),
-            message: format!("no AWS credentials to sign GetCallerIdentity with: {e}"),
-        })
 }
 
 /// Google's AWS subject token: the URL-encoded JSON of a SigV4-signed `GetCallerIdentity`

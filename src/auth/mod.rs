@@ -12,6 +12,7 @@ mod google_key;
 mod google_sts;
 mod oauth1;
 mod oauth2;
+mod sigv4;
 mod token;
 
 use std::sync::Mutex;
@@ -29,6 +30,7 @@ pub use bearer::BearerConfig;
 pub use google::{GoogleAccessTokenConfig, GoogleIdTokenConfig};
 pub use oauth1::{OAuth1Config, Placement, sign_oauth1};
 pub use oauth2::{ClientAuth, OAuth2Config};
+pub use sigv4::{SigV4, aws_credentials, aws_region};
 pub use token::{CachedBearer, EXPIRY_MARGIN, FALLBACK_LIFETIME, Token, TokenSource, Wanted};
 
 /// The scope Composer, Workflows and most Google APIs want.
@@ -55,6 +57,19 @@ pub enum AuthConfig {
     GoogleAccessToken(GoogleAccessTokenConfig),
     /// A Google OIDC ID token (Airflow behind Identity-Aware Proxy, Composer 1).
     GoogleIdToken(GoogleIdTokenConfig),
+    /// AWS Signature Version 4 with the function's own role (MWAA, API Gateway or Lambda
+    /// function URLs with IAM auth): no secret.
+    AwsSigv4(Sigv4Config),
+}
+
+/// `auth: { aws_sigv4: { service, region } }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Sigv4Config {
+    /// The signing name: `execute-api` (API Gateway), `lambda` (function URLs), `airflow`.
+    pub service: String,
+    /// The region; default the function's (`AWS_REGION`).
+    pub region: Option<String>,
 }
 
 /// Which scheme an [`AuthConfig`] is, without its settings: what targets declare they accept.
@@ -76,6 +91,8 @@ pub enum AuthKind {
     GoogleAccessToken,
     /// `google_id_token`
     GoogleIdToken,
+    /// `aws_sigv4`
+    AwsSigv4,
 }
 
 impl AuthKind {
@@ -89,6 +106,7 @@ impl AuthKind {
         AuthKind::Oauth2,
         AuthKind::GoogleAccessToken,
         AuthKind::GoogleIdToken,
+        AuthKind::AwsSigv4,
     ];
 
     /// The scheme's name as written in configuration.
@@ -102,6 +120,7 @@ impl AuthKind {
             AuthKind::Oauth2 => "oauth2",
             AuthKind::GoogleAccessToken => "google_access_token",
             AuthKind::GoogleIdToken => "google_id_token",
+            AuthKind::AwsSigv4 => "aws_sigv4",
         }
     }
 }
@@ -126,6 +145,7 @@ impl AuthConfig {
             AuthConfig::Oauth2(_) => AuthKind::Oauth2,
             AuthConfig::GoogleAccessToken(_) => AuthKind::GoogleAccessToken,
             AuthConfig::GoogleIdToken(_) => AuthKind::GoogleIdToken,
+            AuthConfig::AwsSigv4(_) => AuthKind::AwsSigv4,
         }
     }
 
@@ -137,7 +157,7 @@ impl AuthConfig {
     /// The secret ids this scheme reads.
     pub fn secret_ids(&self) -> Vec<&str> {
         let id = match self {
-            AuthConfig::None => return Vec::new(),
+            AuthConfig::None | AuthConfig::AwsSigv4(_) => return Vec::new(),
             AuthConfig::Basic(config) => &config.secret,
             AuthConfig::Bearer(config) => &config.secret,
             AuthConfig::AirflowToken(config) => &config.secret,
@@ -247,6 +267,7 @@ enum Scheme {
     Bearer(bearer::Bearer),
     OAuth1(oauth1::OAuth1),
     Token(CachedBearer),
+    SigV4(Sigv4Config),
 }
 
 impl Auth {
@@ -269,6 +290,7 @@ impl Auth {
             AuthConfig::GoogleIdToken(config) => Scheme::Token(CachedBearer::new(Box::new(
                 google::Google::id(config.clone()),
             ))),
+            AuthConfig::AwsSigv4(config) => Scheme::SigV4(config.clone()),
         };
         Auth {
             scheme,
@@ -287,6 +309,7 @@ impl Auth {
             Scheme::Bearer(auth) => auth.sign(request, cx).await,
             Scheme::OAuth1(auth) => auth.sign(request, cx).await,
             Scheme::Token(auth) => auth.sign(request, cx, &self.refusal).await,
+            Scheme::SigV4(config) => sigv4::sign_as_role(config, request, cx).await,
         }
     }
 

@@ -18,7 +18,7 @@ use crate::auth::{AuthError, SignContext};
 use crate::clock::Clock;
 use crate::http::{ClearTextGuard, Printable, Sent, Transport, Verdict};
 use crate::secrets::SecretCache;
-use crate::store::{Claim, Done, Key, Store, StoreError};
+use crate::store::{Claim, Done, Key, Store, StoreError, Takeover};
 use crate::targets::{BaseUrlError, Built, Endpoint, TargetError, Throttled};
 use crate::template::RenderContext;
 
@@ -79,6 +79,12 @@ pub enum Failure {
         /// When its claim runs out.
         until: SystemTime,
     },
+    /// An earlier delivery was sent and got no answer, and the target cannot say whether it
+    /// ran: not sent again.
+    MayHaveRun {
+        /// When that delivery ended.
+        since: SystemTime,
+    },
 }
 
 impl Failure {
@@ -91,7 +97,10 @@ impl Failure {
             | Failure::OutOfTime(_)
             | Failure::Store(_)
             | Failure::Busy { .. } => true,
-            Failure::Build(_) | Failure::Refused(_) | Failure::Unauthorized(_) => false,
+            Failure::Build(_)
+            | Failure::Refused(_)
+            | Failure::Unauthorized(_)
+            | Failure::MayHaveRun { .. } => false,
         }
     }
 }
@@ -115,6 +124,12 @@ impl fmt::Display for Failure {
                 f,
                 "not sent: another invocation is delivering this object (its claim runs until {}); retry later",
                 httpdate::fmt_http_date(*until)
+            ),
+            Failure::MayHaveRun { since } => write!(
+                f,
+                "not sent: an earlier delivery of this object was sent at {} and got no answer; it may \
+                 have run (this target cannot say): check it, then replay with --resend-may-have-run",
+                httpdate::fmt_http_date(*since)
             ),
         }
     }
@@ -310,6 +325,8 @@ pub struct Delivery<'a> {
     pub store: Option<&'a dyn Store>,
     /// How long a completed record is kept.
     pub keep: Duration,
+    /// What a claim may take over (replay's `--resend-may-have-run`: ambiguous records too).
+    pub takeover: Takeover,
 }
 
 impl<'a> Delivery<'a> {
@@ -400,7 +417,7 @@ impl<'a> Delivery<'a> {
                 deadline.saturating_duration_since(Instant::now())
             });
         let lease_until = now + left + Duration::from_secs(5);
-        match store.claim(&key, now, lease_until).await {
+        match store.claim(&key, now, lease_until, self.takeover).await {
             Ok(Claim::Won { token, took_over }) => {
                 if took_over {
                     tracing::warn!(
@@ -416,14 +433,19 @@ impl<'a> Delivery<'a> {
                 Err(delivered)
             }
             Ok(Claim::Busy { until }) => Err(Delivered::failed(Failure::Busy { until })),
+            Ok(Claim::Ambiguous { since }) => {
+                let mut delivered = Delivered::failed(Failure::MayHaveRun { since });
+                delivered.may_have_arrived = true;
+                Err(delivered)
+            }
             Err(error) => Err(Delivered::failed(Failure::Store(error))),
         }
     }
 
     /// Records how a claimed delivery ended: completed; released when nothing ran (a retry
-    /// may claim it); kept until its lease runs out when a non-idempotent target may have
-    /// received it (a takeover then re-sends it). Store trouble here is logged: the outcome
-    /// stands.
+    /// may claim it); marked ambiguous when a non-idempotent target may have received it
+    /// (redeliveries then end as "may have run" without sending; only a replay told so
+    /// re-sends it). Store trouble here is logged: the outcome stands.
     async fn record(&self, claimed: &Claimed<'_>, endpoint: &Endpoint, delivered: &Delivered) {
         let Claimed { store, key, token } = claimed;
         let now = self.clock.now();
@@ -438,8 +460,8 @@ impl<'a> Delivery<'a> {
                 store.complete(key, token, done).await
             }
             Ending::Failed(_) if delivered.may_have_arrived && !endpoint.idempotent => {
-                tracing::warn!(table = %key.table, "the request may have arrived: its claim is kept until the lease runs out");
-                Ok(())
+                tracing::warn!(table = %key.table, "the request may have arrived: the record is marked ambiguous, never re-sent blindly");
+                store.mark_ambiguous(key, token, now, now + self.keep).await
             }
             Ending::Failed(_) | Ending::DryRun(_) | Ending::Recorded { .. } => {
                 store.release(key, token).await
@@ -822,6 +844,7 @@ mod tests {
             invocation,
             store: setup.store.as_deref(),
             keep: Duration::from_secs(3600),
+            takeover: Takeover::Expired,
         };
         let event = event();
         let render = RenderContext::new(&setup.templates, &event, "r");

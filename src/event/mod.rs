@@ -11,13 +11,14 @@ mod sqs;
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use s3::decode_key;
 
 /// One object that was created (or otherwise changed) in a bucket, whatever envelope carried it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Failure records carry it as JSON, and `replay` reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectEvent {
     /// Which wire shape (and envelopes) delivered the event.
     pub source: Source,
@@ -44,7 +45,7 @@ pub struct ObjectEvent {
 }
 
 /// The wire shape an [`ObjectEvent`] arrived in, outermost envelope first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
     /// An S3 bucket notification invoking the function directly.
     #[serde(rename = "s3")]
@@ -171,6 +172,11 @@ pub struct Message {
     pub id: Option<String>,
     /// What the message held, or why it could not be read.
     pub body: Result<Body, EventError>,
+    /// The message as received (the SQS record, or the whole direct payload), for failure
+    /// records.
+    pub original: Value,
+    /// How many times SQS has delivered it (`attributes.ApproximateReceiveCount`), if known.
+    pub receive_count: Option<u32>,
 }
 
 /// How the function was invoked, which decides the shape of its answer.
@@ -230,12 +236,15 @@ pub fn parse(value: Value) -> Result<Parsed, EventError> {
             messages: sqs::parse(value)?,
         });
     }
+    let original = value.clone();
     let body = parse_body(value)?;
     Ok(Parsed {
         invocation: Invocation::Direct,
         messages: vec![Message {
             id: None,
             body: Ok(body),
+            original,
+            receive_count: None,
         }],
     })
 }

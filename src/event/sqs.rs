@@ -30,7 +30,16 @@ pub(super) fn parse(value: Value) -> Result<Vec<Message>, EventError> {
                 Some(_) => Err(EventError::malformed(what, "body is not a string")),
                 None => Err(EventError::malformed(what, "missing body")),
             };
-            Message { id, body }
+            let receive_count = record
+                .pointer("/attributes/ApproximateReceiveCount")
+                .and_then(Value::as_str)
+                .and_then(|count| count.parse().ok());
+            Message {
+                id,
+                body,
+                original: record.clone(),
+                receive_count,
+            }
         })
         .collect())
 }

@@ -61,6 +61,13 @@ pub enum Body {
     Empty,
     /// `application/json`, safe to print.
     Json(Value),
+    /// Text of another content type (an AWS JSON-protocol body), safe to print.
+    Text {
+        /// Its `content-type`.
+        content_type: &'static str,
+        /// The bytes on the wire.
+        text: String,
+    },
     /// A body carrying credentials (a token request's form or JSON): sent as is, printed `****`.
     Secret {
         /// Its `content-type`.
@@ -76,7 +83,20 @@ impl Body {
         match self {
             Body::Empty => None,
             Body::Json(_) => Some("application/json"),
-            Body::Secret { content_type, .. } => Some(content_type),
+            Body::Text { content_type, .. } | Body::Secret { content_type, .. } => {
+                Some(content_type)
+            }
+        }
+    }
+
+    /// The bytes the transport puts on the wire (for signatures over the body, SigV4's).
+    pub fn bytes(&self) -> Vec<u8> {
+        match self {
+            Body::Empty => Vec::new(),
+            // What reqwest's `.json()` writes: serde_json's compact form.
+            Body::Json(value) => serde_json::to_vec(value).unwrap_or_default(),
+            Body::Text { text, .. } => text.as_bytes().to_vec(),
+            Body::Secret { text, .. } => text.expose().as_bytes().to_vec(),
         }
     }
 }
@@ -146,6 +166,9 @@ impl Request {
             body: match &self.body {
                 Body::Empty => None,
                 Body::Json(value) => Some(value.clone()),
+                Body::Text { text, .. } => {
+                    Some(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())))
+                }
                 Body::Secret { .. } => Some(Value::String("****".to_owned())),
             },
         }

@@ -239,6 +239,9 @@ impl Network {
         builder = match &request.body {
             Body::Empty => builder,
             Body::Json(body) => builder.json(body),
+            Body::Text { content_type, text } => builder
+                .header(reqwest::header::CONTENT_TYPE, *content_type)
+                .body(text.clone()),
             Body::Secret { content_type, text } => builder
                 .header(reqwest::header::CONTENT_TYPE, *content_type)
                 .body(text.expose().to_owned()),

@@ -12,10 +12,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures_util::future::BoxFuture;
 use tokio::sync::OnceCell;
 
-use super::{Claim, Done, Key, Store, StoreError};
+use super::{Claim, Done, Key, Store, StoreError, Takeover};
 
 const IN_PROGRESS: &str = "IN_PROGRESS";
 const COMPLETED: &str = "COMPLETED";
+const AMBIGUOUS: &str = "AMBIGUOUS";
 
 /// An IN_PROGRESS record outlives its lease by this much before DynamoDB's TTL may remove it
 /// (after the lease it can be taken over anyway).
@@ -52,8 +53,18 @@ impl DynamoDb {
         key: &Key,
         now: SystemTime,
         lease_until: SystemTime,
+        takeover: Takeover,
     ) -> Result<Claim, StoreError> {
         let client = self.client().await;
+        let condition = match takeover {
+            Takeover::Expired => {
+                "attribute_not_exists(pk) OR (#status = :in_progress AND lease_until < :now)"
+            }
+            Takeover::Ambiguous => {
+                "attribute_not_exists(pk) OR (#status = :in_progress AND lease_until < :now) \
+                 OR #status = :ambiguous"
+            }
+        };
         // A record released between our failed write and our read: try again (twice at most).
         for _ in 0..3 {
             let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
@@ -65,19 +76,18 @@ impl DynamoDb {
                 "expires_at".into(),
                 n(seconds(lease_until + IN_PROGRESS_KEPT)),
             );
-            let put = client
+            let mut put = client
                 .put_item()
                 .table_name(&key.table)
                 .set_item(Some(item))
-                .condition_expression(
-                    "attribute_not_exists(pk) OR (#status = :in_progress AND lease_until < :now)",
-                )
+                .condition_expression(condition)
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":in_progress", s(IN_PROGRESS))
-                .expression_attribute_values(":now", n(millis(now)))
-                .return_values(ReturnValue::AllOld)
-                .send()
-                .await;
+                .expression_attribute_values(":now", n(millis(now)));
+            if takeover == Takeover::Ambiguous {
+                put = put.expression_attribute_values(":ambiguous", s(AMBIGUOUS));
+            }
+            let put = put.return_values(ReturnValue::AllOld).send().await;
             match put {
                 Ok(output) => {
                     let took_over = output.attributes.is_some_and(|old| !old.is_empty());
@@ -98,19 +108,23 @@ impl DynamoDb {
                 continue;
             };
             let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let time = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|ms| ms.parse::<u64>().ok())
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+            };
             return Ok(match text("status").as_deref() {
                 Some(COMPLETED) => Claim::Completed {
                     remote_id: text("remote_id"),
                     run_id: text("run_id"),
                 },
-                _ => {
-                    let until = item
-                        .get("lease_until")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|ms| ms.parse::<u64>().ok())
-                        .map_or(now, |ms| UNIX_EPOCH + Duration::from_millis(ms));
-                    Claim::Busy { until }
-                }
+                Some(AMBIGUOUS) => Claim::Ambiguous {
+                    since: time("ambiguous_at").unwrap_or(now),
+                },
+                _ => Claim::Busy {
+                    until: time("lease_until").unwrap_or(now),
+                },
             });
         }
         Err(StoreError {
@@ -161,6 +175,41 @@ impl DynamoDb {
         }
     }
 
+    async fn mark_ambiguous(
+        &self,
+        key: &Key,
+        token: &str,
+        at: SystemTime,
+        keep_until: SystemTime,
+    ) -> Result<(), StoreError> {
+        let update = self
+            .client()
+            .await
+            .update_item()
+            .table_name(&key.table)
+            .key("pk", s(&key.id))
+            .condition_expression("#token = :token")
+            .update_expression(
+                "SET #status = :ambiguous, ambiguous_at = :at, expires_at = :expires",
+            )
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":ambiguous", s(AMBIGUOUS))
+            .expression_attribute_values(":at", n(millis(at)))
+            .expression_attribute_values(":expires", n(seconds(keep_until)))
+            .send()
+            .await;
+        match update {
+            Ok(_) => Ok(()),
+            Err(error) if conditional_failed(&error) => {
+                tracing::warn!(table = %key.table, "idempotency record was taken over before it was marked ambiguous");
+                Ok(())
+            }
+            Err(error) => Err(failed(key, &error)),
+        }
+    }
+
     async fn release(&self, key: &Key, token: &str) -> Result<(), StoreError> {
         let delete = self
             .client()
@@ -189,8 +238,19 @@ impl Store for DynamoDb {
         key: &'a Key,
         now: SystemTime,
         lease_until: SystemTime,
+        takeover: Takeover,
     ) -> BoxFuture<'a, Result<Claim, StoreError>> {
-        Box::pin(self.claim(key, now, lease_until))
+        Box::pin(self.claim(key, now, lease_until, takeover))
+    }
+
+    fn mark_ambiguous<'a>(
+        &'a self,
+        key: &'a Key,
+        token: &'a str,
+        at: SystemTime,
+        keep_until: SystemTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.mark_ambiguous(key, token, at, keep_until))
     }
 
     fn complete<'a>(

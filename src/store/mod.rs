@@ -4,8 +4,10 @@
 //! only if it won the claim, then marks it COMPLETED (with the remote id, kept for a window) or
 //! *releases* it when nothing ran, so that a retry may claim it again. A lease that ran out
 //! (a crashed invocation) is taken over. [`DynamoDb`] keeps the records; opt-in per route.
+//! Failure records go to an SQS [`Queue`] when one is configured.
 
 mod dynamodb;
+mod queue;
 
 use std::time::SystemTime;
 
@@ -15,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::event::ObjectEvent;
 
 pub use dynamodb::DynamoDb;
+pub use queue::{MAX_RECORD_BYTES, Queue, QueueError, Received};
 
 /// What identifies one delivery: route, target and object version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +34,9 @@ pub struct Key {
     pub bucket: String,
     /// Object key.
     pub key: String,
-    /// Which version of the object: `version:<id>`, else `sequencer:<s>`, else
-    /// `etag:<etag>:<size>`; `None` when the event carries none of them (nothing to dedupe on).
+    /// Which version of the object: `version:<id>` (versioned buckets), else
+    /// `etag:<etag>:<size>` (the content: rewriting identical bytes is the same version), else
+    /// `sequencer:<s>`.
     pub version: String,
 }
 
@@ -40,10 +44,12 @@ impl Key {
     /// The key for `event` on `route` × `target` in `table`, or `None` when the event names
     /// no version at all (then every delivery is sent, as without a store).
     pub fn new(table: &str, route: &str, target: &str, event: &ObjectEvent) -> Option<Key> {
-        let version = match (&event.version_id, &event.sequencer, &event.etag) {
+        // ETag and size before the sequencer: a bucket listing (backfill) knows the first two
+        // but never the third, and must find the record a live event left.
+        let version = match (&event.version_id, &event.etag, &event.sequencer) {
             (Some(version), _, _) => format!("version:{version}"),
-            (None, Some(sequencer), _) => format!("sequencer:{sequencer}"),
-            (None, None, Some(etag)) => format!("etag:{etag}:{}", event.size.unwrap_or(0)),
+            (None, Some(etag), _) => format!("etag:{etag}:{}", event.size.unwrap_or(0)),
+            (None, None, Some(sequencer)) => format!("sequencer:{sequencer}"),
             (None, None, None) => return None,
         };
         let mut key = Key {
@@ -97,6 +103,22 @@ pub enum Claim {
         /// When its lease runs out.
         until: SystemTime,
     },
+    /// Sent before without an answer, to a target that cannot say whether it ran: not sent
+    /// again unless the claim asks to take such records (`replay --resend-may-have-run`).
+    Ambiguous {
+        /// When that delivery ended.
+        since: SystemTime,
+    },
+}
+
+/// What a claim may take over besides a free or expired record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Takeover {
+    /// Nothing else.
+    #[default]
+    Expired,
+    /// An ambiguous record too: the operator checked that the request did not run.
+    Ambiguous,
 }
 
 /// The store could not be used; the delivery is not sent (retryable).
@@ -111,13 +133,25 @@ pub struct StoreError {
 
 /// Where idempotency records live.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Claims `key` until `lease_until` unless it is completed or held by a live lease.
+    /// Claims `key` until `lease_until` unless it is completed, held by a live lease, or
+    /// ambiguous (unless `takeover` allows that).
     fn claim<'a>(
         &'a self,
         key: &'a Key,
         now: SystemTime,
         lease_until: SystemTime,
+        takeover: Takeover,
     ) -> BoxFuture<'a, Result<Claim, StoreError>>;
+
+    /// Marks `key` (claimed with `token`) ambiguous: sent, no answer, the target cannot tell.
+    /// Kept until `keep_until`; redeliveries then end as "may have run" without sending.
+    fn mark_ambiguous<'a>(
+        &'a self,
+        key: &'a Key,
+        token: &'a str,
+        at: SystemTime,
+        keep_until: SystemTime,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Marks `key` (claimed with `token`) completed, kept until `keep_until`.
     fn complete<'a>(
@@ -160,6 +194,8 @@ pub mod memory {
         InProgress(String, SystemTime),
         /// Completed, with its remote id.
         Completed(Option<String>, Option<String>),
+        /// Sent with no answer, at a time.
+        Ambiguous(SystemTime),
     }
 
     /// Records by key id; `fail` makes every call fail.
@@ -189,10 +225,15 @@ pub mod memory {
             key: &'a Key,
             now: SystemTime,
             lease_until: SystemTime,
+            takeover: Takeover,
         ) -> BoxFuture<'a, Result<Claim, StoreError>> {
             let result = self.check(key).map(|()| {
                 let mut records = self.records.lock().unwrap();
                 let took_over = match records.get(&key.id) {
+                    Some(Record::Ambiguous(since)) if takeover == Takeover::Expired => {
+                        return Claim::Ambiguous { since: *since };
+                    }
+                    Some(Record::Ambiguous(_)) => true,
                     Some(Record::Completed(remote_id, run_id)) => {
                         return Claim::Completed {
                             remote_id: remote_id.clone(),
@@ -231,6 +272,20 @@ pub mod memory {
             Box::pin(std::future::ready(result))
         }
 
+        fn mark_ambiguous<'a>(
+            &'a self,
+            key: &'a Key,
+            _: &'a str,
+            at: SystemTime,
+            _: SystemTime,
+        ) -> BoxFuture<'a, Result<(), StoreError>> {
+            let result = self.check(key).map(|()| {
+                let record = Record::Ambiguous(at);
+                self.records.lock().unwrap().insert(key.id.clone(), record);
+            });
+            Box::pin(std::future::ready(result))
+        }
+
         fn release<'a>(
             &'a self,
             key: &'a Key,
@@ -256,9 +311,20 @@ mod tests {
         let mut event = ObjectEvent::put("b", "k.csv");
         event.sequencer = Some("0A".into());
         event.etag = Some("e".into());
+        event.size = Some(7);
         let key = Key::new("t", "r", "webhook", &event).unwrap();
-        assert_eq!(key.version, "sequencer:0A");
+        assert_eq!(key.version, "etag:e:7");
         assert_eq!(key.id.len(), 64);
+        // A listing (no sequencer) finds the record a live event (with one) left.
+        let mut listed = event.clone();
+        listed.sequencer = None;
+        assert_eq!(Key::new("t", "r", "webhook", &listed).unwrap().id, key.id);
+        let mut no_etag = event.clone();
+        no_etag.etag = None;
+        assert_eq!(
+            Key::new("t", "r", "webhook", &no_etag).unwrap().version,
+            "sequencer:0A"
+        );
         event.version_id = Some("v1".into());
         assert_eq!(
             Key::new("t", "r", "webhook", &event).unwrap().version,

@@ -121,6 +121,14 @@ impl Airflow {
     }
 }
 
+impl Airflow {
+    /// The same target, naming `credentials` when a refusal is about them (MWAA: the role).
+    pub(super) fn with_credentials(mut self, credentials: String) -> Self {
+        self.credentials = credentials;
+        self
+    }
+}
+
 impl Target for Airflow {
     fn describe(&self) -> String {
         let api = match self.api {

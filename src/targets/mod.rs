@@ -7,6 +7,7 @@
 mod airflow;
 mod alteryx;
 mod base_url;
+mod mwaa;
 mod rate_limit;
 pub mod run_id;
 mod webhook;
@@ -27,6 +28,7 @@ use crate::template::{RenderContext, TemplateError, Templates};
 pub use airflow::{AirflowApi, AirflowConfig};
 pub use alteryx::{AlteryxApi, AlteryxConfig, Question};
 pub use base_url::{BaseUrl, BaseUrlConfig, BaseUrlError, PLACEHOLDER_BASE};
+pub use mwaa::{MAX_PATH as MWAA_MAX_PATH, MwaaConfig};
 pub use rate_limit::{Limiter, RateLimitConfig, Slot, Throttled};
 pub use webhook::WebhookConfig;
 pub use workflows::{
@@ -47,6 +49,8 @@ pub enum TargetConfig {
     Workflows(WorkflowsConfig),
     /// A Google Workflows callback.
     WorkflowsCallback(WorkflowsCallbackConfig),
+    /// An Amazon MWAA DAG run through `InvokeRestApi`, signed as the function's role.
+    Mwaa(MwaaConfig),
 }
 
 /// What every target has, declared per kind.
@@ -74,6 +78,8 @@ enum Base<'a> {
     WithQuery(&'static str, &'a str),
     /// An optional URL with a default.
     Default(&'static str, Option<&'a str>, &'static str),
+    /// A URL derived from other settings (MWAA's regional endpoint); `None` = cannot be.
+    Derived(&'static str, Option<String>),
 }
 
 impl TargetConfig {
@@ -99,7 +105,7 @@ impl TargetConfig {
             },
             TargetConfig::Webhook(config) => Facts {
                 kind: "a webhook",
-                accepts: &[A::None, A::Basic, A::Bearer, A::Oauth2],
+                accepts: &[A::None, A::Basic, A::Bearer, A::Oauth2, A::AwsSigv4],
                 auth: &config.auth,
                 rate_limit: config.rate_limit.as_ref(),
                 base: Base::WithQuery("url", &config.url),
@@ -124,6 +130,14 @@ impl TargetConfig {
                 rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("url", &config.url),
                 idempotent: false,
+            },
+            TargetConfig::Mwaa(config) => Facts {
+                kind: "MWAA",
+                accepts: &[A::AwsSigv4],
+                auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
+                base: Base::Derived("endpoint", config.endpoint()),
+                idempotent: true,
             },
         }
     }
@@ -155,6 +169,15 @@ impl TargetConfig {
                 &format!("{name}.{field}"),
                 url.unwrap_or(default),
             )?),
+            Base::Derived(field, Some(url)) => {
+                BaseUrl::Fixed(base_url::parse_base_url(&format!("{name}.{field}"), &url)?)
+            }
+            Base::Derived(_, None) => {
+                return Err(TargetError::Invalid {
+                    field: format!("{name}.region"),
+                    reason: "no region: set region (or AWS_REGION, which Lambda sets)".to_owned(),
+                });
+            }
         };
         let target: Box<dyn Target> = match self {
             TargetConfig::Airflow(config) => {
@@ -172,6 +195,7 @@ impl TargetConfig {
             TargetConfig::WorkflowsCallback(config) => {
                 Box::new(workflows::WorkflowsCallback::new(config, name, templates)?)
             }
+            TargetConfig::Mwaa(config) => Box::new(mwaa::Mwaa::new(config, name, templates)?),
         };
         Ok(Endpoint {
             description: target.describe(),
@@ -195,6 +219,7 @@ impl TargetConfig {
             Base::Config(_, BaseUrlConfig::Secret { .. }) => None,
             Base::WithQuery(field, url) => Some((field, url)),
             Base::Default(field, url, default) => Some((field, url.unwrap_or(default))),
+            Base::Derived(field, ref url) => url.as_deref().map(|url| (field, url)),
         };
         let token = facts.auth.token_url().map(|url| ("auth.token_url", url));
         for (field, url) in base.into_iter().chain(token) {
@@ -449,7 +474,7 @@ mod tests {
             ),
             (
                 "webhook: { url: 'http://h', auth: { airflow_token: { secret: s } } }",
-                Some("a webhook takes none, basic, bearer or oauth2, not airflow_token"),
+                Some("a webhook takes none, basic, bearer, oauth2 or aws_sigv4, not airflow_token"),
             ),
             (
                 "workflows: { project: p, location: l, workflow: w, auth: { basic: { secret: s } } }",

@@ -226,6 +226,52 @@ fn validate_prints_routes_or_names_the_broken_field() {
     );
 }
 
+/// What `template.yaml` passes in the environment reaches the config: the idempotency table
+/// for routes that name none, the failure queue and the SQS source's maxReceiveCount; a value
+/// in the config wins, and a bad value is named.
+#[test]
+fn the_template_environment_names_the_table_and_the_failure_queue() {
+    let config = "routes:\n  - name: a\n    target: { webhook: { url: 'https://h/a' } }\n  - name: b\n    idempotency_table: own\n    target: { webhook: { url: 'https://h/b' } }\n";
+    let env = [
+        ("BUCKET_TRIGGER_CONFIG", config),
+        ("BUCKET_TRIGGER_IDEMPOTENCY_TABLE", "from-env"),
+        (
+            "BUCKET_TRIGGER_FAILURE_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/failures",
+        ),
+        ("BUCKET_TRIGGER_MAX_RECEIVE_COUNT", "3"),
+    ];
+    let out = bucket_trigger(&["validate"], &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("idempotency table(s): from-env, own\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "failure records: log and https://sqs.eu-west-1.amazonaws.com/123456789012/failures\n"
+        ),
+        "{stdout}"
+    );
+    let mut bad = env;
+    bad[3].1 = "three";
+    let out = bucket_trigger(&["validate"], &bad);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("BUCKET_TRIGGER_MAX_RECEIVE_COUNT")
+            && stderr.contains("\"three\" is not a whole number"),
+        "{stderr}"
+    );
+    bad[3].1 = "3";
+    bad[2].1 = "http://sqs.example.com/1/failures";
+    let out = bucket_trigger(&["validate"], &bad);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("settings.failure_queue_url"), "{stderr}");
+}
+
 #[test]
 fn invoke_queues_an_alteryx_job_with_an_oauth1_secret_from_secrets_manager() {
     let gallery = Gallery::start("cli-key", "cli-secret");
@@ -359,11 +405,7 @@ fn a_closed_stdout_and_unknown_commands() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(141), "{stderr}");
 
-    for args in [
-        &["replay", "--help"][..],
-        &["replay"][..],
-        &["frobnicate", "-h"][..],
-    ] {
+    for args in [&["frobnicate", "-h"][..], &["backfil", "--help"][..]] {
         let out = bucket_trigger(args, &[]);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(
@@ -371,4 +413,15 @@ fn a_closed_stdout_and_unknown_commands() {
             "{args:?}"
         );
     }
+    let out = bucket_trigger(&["replay", "--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("replay    runs failed deliveries again")
+    );
+    let out = bucket_trigger(&["replay"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("replay needs a FILE of failure records, - for stdin, or --queue QUEUE_URL")
+    );
 }

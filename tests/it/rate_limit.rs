@@ -21,6 +21,7 @@ fn every_target_kind_takes_a_rate_limit_and_bad_values_are_named() {
         "webhook: { url: 'https://hook'",
         "workflows: { project: p, location: l, workflow: w, auth: { bearer: { secret: s } }",
         "workflows_callback: { url: 'https://cb', auth: { bearer: { secret: s } }",
+        "mwaa: { environment: e, region: eu-west-1, dag_id: d",
     ] {
         let yaml = format!("routes:\n  - name: r\n    target: {{ {target}, {limit} }} }}\n");
         let config = Config::parse(&yaml, "t").unwrap_or_else(|e| panic!("{target}: {e}"));

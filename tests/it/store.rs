@@ -173,7 +173,7 @@ async fn concurrent_deliveries_of_one_object_send_it_once() {
 }
 
 #[tokio::test]
-async fn a_request_that_may_have_arrived_keeps_its_claim_instead_of_being_sent_again() {
+async fn a_request_that_may_have_arrived_is_never_sent_again_blindly() {
     let server = MockServer::start().await;
     // Slower than the 500 ms attempt timeout: the webhook may have acted.
     Mock::given(method("POST"))
@@ -190,17 +190,24 @@ async fn a_request_that_may_have_arrived_keeps_its_claim_instead_of_being_sent_a
     let app = store_app(&server, &table, "");
     let first = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(statuses(&first), ["failed", "triggered"], "{first}");
-    // The redelivery finds the claim held (until the lease runs out): not sent again.
-    let again = invoke(&app, "s3-put.json").await.unwrap_err();
-    assert_eq!(again.error_type, "Retryable");
+    // The redelivery finds the record ambiguous: a final "may have run", not sent again, and
+    // not retryable (Lambda's retries would not change it); the audit target is recorded.
+    let again = invoke(&app, "s3-put.json").await.unwrap();
+    assert_eq!(statuses(&again), ["failed", "already_triggered"], "{again}");
+    let detail = again["outcomes"][0]["detail"].as_str().unwrap();
     assert!(
-        again
-            .error_message
-            .contains("another invocation is delivering this object"),
-        "{}",
-        again.error_message
+        detail.contains("it may have run") && detail.contains("--resend-may-have-run"),
+        "{detail}"
     );
+    assert_eq!(again["outcomes"][0]["retryable"], false);
+    assert_eq!(again["outcomes"][0]["failure_record"], "logged");
     assert_eq!(posts(&server, "/hook").await, 1);
+    assert_eq!(posts(&server, "/audit").await, 1);
+    // Told the request did not run, a replay takes the ambiguous record over and sends it.
+    let app = store_app(&server, &table, "").resending_may_have_run();
+    let resent = invoke(&app, "s3-put.json").await.unwrap();
+    assert_eq!(statuses(&resent)[1], "already_triggered", "{resent}");
+    assert_eq!(posts(&server, "/hook").await, 2);
     assert_eq!(posts(&server, "/audit").await, 1);
 }
 
