@@ -1193,7 +1193,7 @@ fn configs() -> Vec<(&'static str, String, Vec<&'static str>)> {
         // TODO(lead): says neither that two target kinds were given nor which field holds them.
         ("two target types in one", sales_target("airflow: { base_url: 'https://af', dag_id: d }, webhook: { url: 'https://h' }"), vec!["line 3 column 63: expected end of mapping after enum variant value"]),
         ("unknown auth kind", sales_airflow(", auth: { kerberos: { secret: s } }"), vec!["kerberos", "line 3"]),
-        ("auth a webhook does not take", sales_target("webhook: { url: 'https://h', auth: { airflow_token: { secret: s } } }"), vec!["routes[0] (sales).target.auth: a webhook takes none, basic, bearer or oauth2, not airflow_token"]),
+        ("auth a webhook does not take", sales_target("webhook: { url: 'https://h', auth: { airflow_token: { secret: s } } }"), vec!["routes[0] (sales).target.auth: a webhook takes none, basic, bearer, oauth2 or aws_sigv4, not airflow_token"]),
         ("auth Workflows does not take", sales_target("workflows: { project: p, location: l, workflow: w, auth: { basic: { secret: s } } }"), vec!["routes[0] (sales).target.auth: Workflows takes google_access_token or bearer, not basic"]),
         ("auth Alteryx does not take", sales_target("alteryx: { api: v3, base_url: 'https://a', workflow_id: w, auth: none }"), vec!["routes[0] (sales).target.auth: Alteryx takes oauth1, oauth2 or bearer, not none"]),
         ("OAuth 1.0a on Alteryx API v3", sales_target("alteryx: { api: v3, base_url: 'https://a', workflow_id: w, auth: { oauth1: { secret: s } } }"), vec!["routes[0] (sales).target.auth: API v3 takes OAuth 2 only"]),
