@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Check the config template.yaml gives the function, for every allowed parameter combination.
 
-Evaluates the template's Rules, Conditions, the function's environment and its IAM policies for
-every combination of the parameters that shape them (every AllowedValues value; representative
-values for free ones), then for each combination the Rules allow:
+Evaluates the template's Rules, Conditions, the function's environment, its IAM policies and
+the failure alarm for every combination of the parameters that shape them (every AllowedValues
+value; representative values for free ones; those of the table, queue and metrics crossed with
+each other and with the config source and buffer, see INDEPENDENT), then for each combination
+the Rules allow:
 
 - exactly one config source is set (BUCKET_TRIGGER_CONFIG, _FILE or _SSM);
 - the config loads: `bucket-trigger validate` on the generated text, or on each example config
@@ -11,9 +13,19 @@ values for free ones), then for each combination the Rules allow:
   as bundle/Makefile lays it out;
 - the policy grants secretsmanager:GetSecretValue on exactly the secrets `validate` lists
   (SecretNames set to what `validate` prints), ssm:GetParameter on exactly the config
-  parameter (without its :version), and kms:Decrypt only with SecretsKmsKeyArn.
+  parameter (without its :version), and kms:Decrypt only with SecretsKmsKeyArn;
+- with IdempotencyTable, the function is told the table (BUCKET_TRIGGER_IDEMPOTENCY_TABLE) and
+  may GetItem, PutItem, UpdateItem and DeleteItem on exactly that table's ARN; without, no
+  DynamoDB grant and no variable;
+- it is told the failure queue (BUCKET_TRIGGER_FAILURE_QUEUE_URL) and may SendMessage to
+  exactly it; with the SQS buffer, it is told the redrive policy's maxReceiveCount
+  (BUCKET_TRIGGER_MAX_RECEIVE_COUNT, the same value the buffer queue is given);
+- its statements grant nothing else (any other action, or these on another resource, fails);
+- the failure alarm, when it exists, watches the un-dimensioned Failed total in the namespace
+  the function writes to (>= 1 in 5 minutes, missing data not breaching), notifying
+  AlarmTopicArn only when it is set.
 
-Usage: check-template-configs.py --bin target/debug/bucket-trigger [--template template.yaml]
+Usage: check-template-configs.py --bin target/debug/bucket-trigger [--template template.yaml] [--fail-fast]
 Needs PyYAML. Prints one line per failure and a summary; exits 1 on any failure.
 """
 
@@ -60,7 +72,16 @@ FREE = {
     "SecretNames": [None],
     "LogLevel": ["info"],
     "SecretsCacheTtlSeconds": ["300"],
+    "IdempotencyTable": ["", "Create", "bucket-trigger-idempotency"],
+    "MaxReceiveCount": ["7"],
+    "MetricsNamespace": ["BucketTrigger/sales"],
+    "AlarmTopicArn": ["", "arn:aws:sns:eu-west-1:123456789012:ops-alerts"],
 }
+
+# What the function may do beyond the config's own secrets, parameter and key.
+IDEMPOTENCY_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+# Grants from SAM policy templates (no Statement here), keyed by the template's name.
+POLICY_TEMPLATES = {"SQSPollerPolicy"}
 
 
 class Loader(yaml.SafeLoader):
@@ -232,6 +253,28 @@ def statements(policies, action):
     return found
 
 
+def grants(policies):
+    """Every (action, resource) pair the policies' statements allow, and the names of policy
+    templates used."""
+    pairs, templates = [], []
+    for policy in policies:
+        if not isinstance(policy, dict):
+            continue
+        if "Statement" not in policy:
+            templates.extend(policy)
+            continue
+        for statement in policy["Statement"]:
+            actions = statement.get("Action")
+            resources = statement.get("Resource")
+            actions = actions if isinstance(actions, list) else [actions]
+            resources = resources if isinstance(resources, list) else [resources]
+            if statement.get("Effect") != "Allow" or "NotAction" in statement or "NotResource" in statement:
+                pairs.append(("(not a plain Allow)", str(statement)))
+                continue
+            pairs.extend((a, r) for a in actions for r in resources)
+    return pairs, templates
+
+
 def secret_arn(name):
     return "arn:aws:secretsmanager:%s:%s:secret:%s-??????" % (PSEUDO["AWS::Region"], PSEUDO["AWS::AccountId"], name)
 
@@ -258,10 +301,33 @@ class Validator:
         return self.cache[key]
 
 
+# Parameters that shape only the idempotency table, the failure queue and the metrics: crossed
+# with each other and with CROSSED in full, and held at their first value while the rest (the
+# config and its secrets) is crossed in full. Their grants do not depend on the config's.
+INDEPENDENT = ("IdempotencyTable", "EmitMetrics", "AlarmOnFailures", "AlarmTopicArn", "MaxReceiveCount", "MetricsNamespace")
+CROSSED = ("ConfigSource", "ConfigParameterName", "UseSqsBuffer", "SecretsKmsKeyArn")
+
+
+def combinations(choices):
+    """Every combination of the INDEPENDENT parameters with CROSSED (the rest at their first
+    value), then every combination of the config's parameters (INDEPENDENT at their first)."""
+    names = sorted(choices)
+    first = {n: choices[n][0] for n in names}
+    other_names = [n for n in names if n in INDEPENDENT or n in CROSSED]
+    for values in itertools.product(*(choices[n] for n in other_names)):
+        combination = dict(first, **dict(zip(other_names, values)))
+        if any(combination[n] != first[n] for n in INDEPENDENT if n in choices):
+            yield combination
+    config_names = [n for n in names if n not in INDEPENDENT]
+    for values in itertools.product(*(choices[n] for n in config_names)):
+        yield dict(first, **dict(zip(config_names, values)))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", required=True, help="the bucket-trigger binary")
     parser.add_argument("--template", default=os.path.join(ROOT, "template.yaml"))
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     args = parser.parse_args()
 
     with open(args.template) as f:
@@ -270,7 +336,8 @@ def main():
     properties = function["Properties"]
     parameters = template["Parameters"]
 
-    parts = [properties["Environment"], properties["Policies"], template.get("Rules", {})]
+    alarm = template["Resources"].get("FailedDeliveriesAlarm", {})
+    parts = [properties["Environment"], properties["Policies"], template.get("Rules", {}), alarm]
     conditions = template.get("Conditions", {})
     used = [conditions[name] for name in condition_refs(parts, conditions, set())]
     shaping = sorted(name for name in parameter_refs(parts + used, set()) if name in parameters)
@@ -289,9 +356,7 @@ def main():
     package = tempfile.mkdtemp(prefix="bucket-trigger-package-")
     failures, checked, excluded, sources = [], 0, 0, set()
     try:
-        names = sorted(choices)
-        for values in itertools.product(*(choices[n] for n in names)):
-            base = dict(zip(names, values))
+        for base in combinations(choices):
             examples = EXAMPLES + ("(no secrets)",)
             for example in examples if base.get("ConfigSource") != "Generated" else (None,):
                 params = {n: v for n, v in base.items() if v is not None}
@@ -303,6 +368,10 @@ def main():
                 if problem:
                     label = " ".join("%s=%s" % kv for kv in sorted(params.items()))
                     failures.append("%s%s: %s" % (label, " (example %s)" % example if example else "", problem))
+                    if args.fail_fast:
+                        break
+            if failures and args.fail_fast:
+                break
     finally:
         shutil.rmtree(package, ignore_errors=True)
 
@@ -369,6 +438,94 @@ def check(template, properties, params, example, package, validator, sources):
     want_kms = [params["SecretsKmsKeyArn"]] if params.get("SecretsKmsKeyArn") else []
     if kms != want_kms:
         return "kms:Decrypt granted on %s, want %s" % (kms, want_kms)
+    return check_store_queue_metrics(template, evaluator, env, policies, params, wanted, ssm, kms)
+
+
+def check_store_queue_metrics(template, evaluator, env, policies, params, secret_arns, ssm, kms):
+    """The idempotency table, failure queue, receive count, alarm, and nothing else granted."""
+    pairs, templates = grants(policies)
+    expected = [("secretsmanager:GetSecretValue", arn) for arn in secret_arns]
+    expected += [("ssm:GetParameter", arn) for arn in ssm] + [("kms:Decrypt", arn) for arn in kms]
+
+    table = params.get("IdempotencyTable", "")
+    told = env.get("BUCKET_TRIGGER_IDEMPOTENCY_TABLE")
+    if table:
+        name = "<IdempotencyRecords>" if table == "Create" else table
+        arn = (
+            "<IdempotencyRecords.Arn>"
+            if table == "Create"
+            else "arn:aws:dynamodb:%s:%s:table/%s" % (PSEUDO["AWS::Region"], PSEUDO["AWS::AccountId"], table)
+        )
+        if told != name:
+            return "BUCKET_TRIGGER_IDEMPOTENCY_TABLE is %r, want %r" % (told, name)
+        granted = sorted(a for a, r in pairs if a.startswith("dynamodb:") and r == arn)
+        if granted != sorted(IDEMPOTENCY_ACTIONS):
+            return "DynamoDB actions on %s: %s, want exactly %s" % (arn, granted, sorted(IDEMPOTENCY_ACTIONS))
+        expected += [(a, arn) for a in IDEMPOTENCY_ACTIONS]
+        if table == "Create":
+            table_properties = template["Resources"]["IdempotencyRecords"]["Properties"]
+            created = {
+                k: evaluator.eval(table_properties.get(k))
+                for k in ("KeySchema", "TimeToLiveSpecification", "BillingMode")
+            }
+            keys = [(k["AttributeName"], k["KeyType"]) for k in created.get("KeySchema", [])]
+            ttl = created.get("TimeToLiveSpecification", {})
+            if keys != [("pk", "HASH")] or ttl.get("AttributeName") != "expires_at" or ttl.get("Enabled") is not True:
+                return "the created table is not keyed on pk with TTL on expires_at: %s" % created
+            if created.get("BillingMode") != "PAY_PER_REQUEST":
+                return "the created table is not on-demand"
+    elif told is not None:
+        return "BUCKET_TRIGGER_IDEMPOTENCY_TABLE set to %r without IdempotencyTable" % told
+
+    if env.get("BUCKET_TRIGGER_FAILURE_QUEUE_URL") != "<FailureQueue>":
+        return "BUCKET_TRIGGER_FAILURE_QUEUE_URL is %r, want the FailureQueue's URL" % env.get("BUCKET_TRIGGER_FAILURE_QUEUE_URL")
+    sends = [r for a, r in pairs if a == "sqs:SendMessage"]
+    if sends != ["<FailureQueue.Arn>"]:
+        return "sqs:SendMessage granted on %s, want exactly the FailureQueue" % sends
+    expected.append(("sqs:SendMessage", "<FailureQueue.Arn>"))
+
+    receives = env.get("BUCKET_TRIGGER_MAX_RECEIVE_COUNT")
+    if evaluator.condition("UseBuffer"):
+        redrive = template["Resources"]["BufferQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+        redrive = str(evaluator.eval(redrive))
+        if str(receives) != redrive or redrive != str(params.get("MaxReceiveCount")):
+            return "BUCKET_TRIGGER_MAX_RECEIVE_COUNT is %r, the buffer's maxReceiveCount %r, MaxReceiveCount %r" % (
+                receives, redrive, params.get("MaxReceiveCount"))
+        if templates != ["SQSPollerPolicy"]:
+            return "policy templates %s, want [SQSPollerPolicy] with the buffer" % templates
+    else:
+        if receives is not None:
+            return "BUCKET_TRIGGER_MAX_RECEIVE_COUNT set without the SQS buffer"
+        if templates:
+            return "policy templates %s without the buffer" % templates
+
+    extra = sorted(set(pairs) - set(expected))
+    if extra:
+        return "grants beyond what the function uses: %s" % ", ".join("%s on %s" % p for p in extra)
+
+    namespace = env.get("BUCKET_TRIGGER_METRICS_NAMESPACE")
+    if namespace != params.get("MetricsNamespace"):
+        return "BUCKET_TRIGGER_METRICS_NAMESPACE is %r, want MetricsNamespace" % namespace
+    metrics_off = params.get("EmitMetrics") == "false"
+    if env.get("BUCKET_TRIGGER_METRICS") != ("0" if metrics_off else None):
+        return "BUCKET_TRIGGER_METRICS is %r with EmitMetrics=%s" % (env.get("BUCKET_TRIGGER_METRICS"), params.get("EmitMetrics"))
+    resource = template["Resources"].get("FailedDeliveriesAlarm")
+    alarmed = resource is not None and evaluator.condition(resource["Condition"])
+    if alarmed != (not metrics_off and params.get("AlarmOnFailures") == "true"):
+        return "the failure alarm %s with EmitMetrics=%s AlarmOnFailures=%s" % (
+            "exists" if alarmed else "is missing", params.get("EmitMetrics"), params.get("AlarmOnFailures"))
+    if alarmed:
+        alarm = evaluator.eval(resource["Properties"])
+        topic = params.get("AlarmTopicArn")
+        want = {
+            "Namespace": namespace, "MetricName": "Failed", "Statistic": "Sum", "Period": 300,
+            "EvaluationPeriods": 1, "Threshold": 1, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching", "Dimensions": None,
+            "AlarmActions": [topic] if topic else None, "OKActions": [topic] if topic else None,
+        }
+        wrong = {k: alarm.get(k) for k, v in want.items() if alarm.get(k) != v}
+        if wrong:
+            return "the failure alarm has %s, want %s" % (wrong, {k: want[k] for k in wrong})
     return ""
 
 

@@ -35,7 +35,15 @@
 #          record that got the run reports it already triggered (exit 0); re-sending one of
 #          the others fails again the same way (exit 1); no run is added;
 #        - paused DAG: with the DAG paused (PATCH is_paused), a new object is triggered
-#          (exit 0) and its outcome carries the warning that the DAG is paused.
+#          (exit 0) and its outcome carries the warning that the DAG is paused;
+#   6. asset events (target `airflow_asset`): a second DAG, `bucket_trigger_e2e_asset`, is
+#      scheduled on the asset (Airflow 2: dataset) s3://e2e-bucket/assets/landing. One S3
+#      notification on the asset route posts one asset event (v2: the asset's id, looked up by
+#      URI; v1: the dataset URI) whose extra carries the object; Airflow then holds exactly that
+#      event (its id is the report's remote_id), and the asset-scheduled DAG gets a run that
+#      consumed it and reaches success; an asset no DAG declares is a permanent failure naming
+#      it (exit 1); re-sending the same notification makes a second event (asset events have
+#      no client id: the target is not idempotent).
 #   Prints `e2e-airflow <version>: N passed, M failed` and exits 1 if anything failed.
 #   All started processes are stopped on exit; on failure the Airflow logs' tails are shown.
 #
@@ -60,6 +68,8 @@ DAG_TIMEOUT=${E2E_DAG_TIMEOUT:-120}
 RUN_TIMEOUT=${E2E_RUN_TIMEOUT:-120}
 EVENT_FILE=${E2E_EVENT_FILE:-events/s3-put.json}
 DAG_ID=bucket_trigger_e2e
+ASSET_DAG_ID=bucket_trigger_e2e_asset
+ASSET_URI=s3://e2e-bucket/assets/landing
 
 case "$AIRFLOW_VERSION" in
   3.*) MAJOR=3 API=v2 ;;
@@ -267,6 +277,35 @@ with DAG(
     show_conf()
 EOF
 
+# A DAG scheduled on an asset (Airflow 2: a dataset): asset events start its runs.
+cat > "$AIRFLOW_HOME/dags/$ASSET_DAG_ID.py" <<EOF
+from __future__ import annotations
+
+import pendulum
+
+try:  # Airflow 3
+    from airflow.sdk import DAG, Asset, task
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.datasets import Dataset as Asset
+    from airflow.decorators import task
+
+with DAG(
+    dag_id="$ASSET_DAG_ID",
+    schedule=[Asset("$ASSET_URI")],
+    start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["e2e"],
+):
+
+    @task
+    def show_events(**context):
+        events = context.get("triggering_asset_events") or context.get("triggering_dataset_events")
+        print("triggering events =", events)
+
+    show_events()
+EOF
+
 log "airflow db migrate"
 airflow db migrate > "$LOG_DIR/db-migrate.log" 2>&1 || die "airflow db migrate failed (see $LOG_DIR/db-migrate.log)"
 
@@ -350,6 +389,15 @@ if [[ $(json 'd["is_paused"]' < "$WORK/resp.json") == True ]]; then
   code=$(api PATCH "/api/$API/dags/$DAG_ID" '{"is_paused": false}')
   [[ $code == 200 ]] || die "could not unpause $DAG_ID (HTTP $code): $(cat "$WORK/resp.json")"
 fi
+until code=$(api GET "/api/$API/dags/$ASSET_DAG_ID"); [[ $code == 200 ]]; do
+  alive_or_die
+  ((SECONDS < deadline)) || die "DAG $ASSET_DAG_ID not visible after ${DAG_TIMEOUT}s (last status: $code)"
+  sleep 2
+done
+if [[ $(json 'd["is_paused"]' < "$WORK/resp.json") == True ]]; then
+  code=$(api PATCH "/api/$API/dags/$ASSET_DAG_ID" '{"is_paused": false}')
+  [[ $code == 200 ]] || die "could not unpause $ASSET_DAG_ID (HTTP $code): $(cat "$WORK/resp.json")"
+fi
 log "DAG parsed after $(($(date +%s) - T_START))s"
 
 # --------------------------------------------------------------------------------------
@@ -383,6 +431,8 @@ if ((MAJOR == 3)); then AUTH='{ airflow_token: { secret: airflow } }'; else AUTH
 LONG_BUCKET=bucket-trigger-e2e-long
 COLLISION_BUCKET=bucket-trigger-e2e-collision
 COLLISION_TIME=2026-11-25T09:00:00.000Z       # the eventTime all ten records share
+ASSET_BUCKET=bucket-trigger-e2e-asset
+MISSING_BUCKET=bucket-trigger-e2e-no-asset
 [[ $EVENT_BUCKET != "$LONG_BUCKET" && $EVENT_BUCKET != "$COLLISION_BUCKET" ]] \
   || die "$EVENT_FILE uses a bucket reserved for the generated events: $EVENT_BUCKET"
 cat > "$WORK/config.yaml" <<EOF
@@ -411,6 +461,23 @@ routes:
         api: $API
         dag_id: $DAG_ID
         logical_date: "{{ event_time }}"
+        auth: $AUTH
+  - name: asset
+    match: { bucket: "$ASSET_BUCKET" }
+    target:
+      airflow_asset:
+        base_url: "$BASE_URL"
+        api: $API
+        asset: { uri: "$ASSET_URI" }
+        extra: { bucket: "{{ bucket }}", key: "{{ key }}", size: "{{ size }}", from: bucket-trigger }
+        auth: $AUTH
+  - name: no-asset
+    match: { bucket: "$MISSING_BUCKET" }
+    target:
+      airflow_asset:
+        base_url: "$BASE_URL"
+        api: $API
+        asset: { uri: "$ASSET_URI/undeclared" }
         auth: $AUTH
 EOF
 printf '{"airflow": {"username": "%s", "password": "%s"}}\n' "$ADMIN_USER" "$ADMIN_PASSWORD" > "$WORK/secrets.json"
@@ -703,6 +770,98 @@ else
 fi
 
 log "5e-5h (the generated events, and waiting for the first and the long-key runs) took $((SECONDS - T_NEW))s"
+
+# 6. Asset events: the asset-scheduled DAG runs on our event and consumes it.
+T_ASSET=$SECONDS
+if ((MAJOR == 3)); then
+  EVENTS_PATH=/api/v2/assets/events EVENTS_FIELD=asset_events URI_FIELD=uri UPSTREAM=upstreamAssetEvents
+else
+  EVENTS_PATH=/api/v1/datasets/events EVENTS_FIELD=dataset_events URI_FIELD=dataset_uri UPSTREAM=upstreamDatasetEvents
+fi
+asset_events() {   # asset_events FILE: Airflow's events of $ASSET_URI into FILE (a JSON list)
+  local code
+  code=$(api GET "$EVENTS_PATH?limit=100")
+  [[ $code == 200 ]] || { log "GET $EVENTS_PATH -> HTTP $code: $(cat "$WORK/resp.json")"; return 1; }
+  json "json.dumps([e for e in d['$EVENTS_FIELD'] if e.get('$URI_FIELD') == '$ASSET_URI'])" < "$WORK/resp.json" > "$1"
+}
+ASSET_KEY="landing/2026-11-25/orders (1).csv"
+s3_event "$WORK/asset.json" "$ASSET_BUCKET" 2026-11-25T11:00:00.000Z "$ASSET_KEY"
+rc=0; invoke_file asset "$WORK/asset.json" || rc=$?
+EVENT_ID=
+if ((rc == 0)) && asset_events "$WORK/asset-events.json" && EVENT_ID=$("$PYTHON" - "$WORK/asset-events.json" "$WORK/asset.out" "$ASSET_BUCKET" "$ASSET_KEY" <<'EOF'
+import json, sys
+events_file, report_file, bucket, key = sys.argv[1:]
+events = json.load(open(events_file))
+outcome = json.load(open(report_file))["outcomes"][0]
+problems = []
+if len(events) != 1:
+    problems.append(f"expected 1 event of the asset, Airflow has {len(events)}: {events}")
+else:
+    event = events[0]
+    want = {"bucket": bucket, "key": key, "size": 1024, "from": "bucket-trigger"}
+    got = {k: (event.get("extra") or {}).get(k) for k in want}
+    if got != want:
+        problems.append(f"the event's extra {event.get('extra')} does not carry {want}")
+    if (outcome["status"], outcome.get("remote_id")) != ("triggered", str(event["id"])):
+        problems.append(f"the report says {outcome['status']} with remote_id {outcome.get('remote_id')}, "
+                        f"Airflow's event id is {event['id']}")
+    print(event["id"])
+    print(f"asset event {event['id']}: extra {event.get('extra')}", file=sys.stderr)
+sys.exit("; ".join(problems) or None)
+EOF
+); then
+  pass "asset: invoke exits 0; Airflow holds one event of $ASSET_URI whose extra carries bucket, key and size, and whose id is the report's remote_id"
+else
+  fail "asset: invoke exit $rc, or Airflow's asset events / the report are wrong (see above)"
+fi
+
+# The asset-scheduled DAG gets a run that consumed our event, and it reaches success.
+ASSET_RUN=
+deadline=$((SECONDS + RUN_TIMEOUT))
+while ((SECONDS < deadline)); do
+  code=$(api GET "/api/$API/dags/$ASSET_DAG_ID/dagRuns?limit=100")
+  if [[ $code == 200 ]]; then
+    ASSET_RUN=$(json 'd["dag_runs"][0]["dag_run_id"] if d["dag_runs"] else ""' < "$WORK/resp.json")
+    [[ -n $ASSET_RUN ]] && break
+  fi
+  sleep 2
+done
+if [[ -z $ASSET_RUN ]]; then
+  fail "asset: $ASSET_DAG_ID got no run within ${RUN_TIMEOUT}s"
+else
+  log "asset: $ASSET_DAG_ID run $ASSET_RUN (run_type $(json 'd["dag_runs"][0]["run_type"]' < "$WORK/resp.json")) after $((SECONDS - T_ASSET))s"
+  state=$(DAG_ID=$ASSET_DAG_ID wait_run "$ASSET_RUN")
+  run_path="/api/$API/dags/$ASSET_DAG_ID/dagRuns/$("$PYTHON" -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$ASSET_RUN")"
+  code=$(api GET "$run_path/$UPSTREAM")
+  consumed="HTTP $code"
+  [[ $code == 200 ]] && consumed=$(json "[e['id'] for e in d['$EVENTS_FIELD']]" < "$WORK/resp.json")
+  if [[ $state == success && -n $EVENT_ID && $consumed == "[$EVENT_ID]" ]]; then
+    pass "asset: $ASSET_DAG_ID ran on the event (run $ASSET_RUN consumed event $EVENT_ID) and reached success"
+  else
+    fail "asset: run $ASSET_RUN state $state, consumed events $consumed (expected success and [$EVENT_ID])"
+  fi
+fi
+
+# An asset no DAG declares: a permanent failure naming it, exit 1.
+s3_event "$WORK/no-asset.json" "$MISSING_BUCKET" 2026-11-25T11:05:00.000Z "landing/x.csv"
+rc=0; invoke_file no-asset "$WORK/no-asset.json" || rc=$?
+detail=$(json 'd["outcomes"][0]["detail"] + " | retryable=" + str(d["outcomes"][0]["retryable"])' < "$WORK/no-asset.out" 2>/dev/null || true)
+if ((rc == 1)) && [[ $detail == *"$ASSET_URI/undeclared"* && $detail == *"retryable=False" ]]; then
+  pass "asset: an undeclared asset fails for good (exit 1), naming it: $detail"
+else
+  fail "asset: undeclared asset: exit $rc (expected 1), detail \"$detail\""
+fi
+
+# The same notification again: a second event (no client id to deduplicate by).
+rc=0; invoke_file asset-again "$WORK/asset.json" || rc=$?
+n="?"
+asset_events "$WORK/asset-events-2.json" && n=$(json 'len(d)' < "$WORK/asset-events-2.json")
+if ((rc == 0)) && [[ $n == 2 ]]; then
+  pass "asset: re-sending the same notification makes a second event (asset events are not idempotent)"
+else
+  fail "asset: re-sending: exit $rc, Airflow has $n events of the asset (expected 2)"
+fi
+log "6 (asset events) took $((SECONDS - T_ASSET))s"
 
 echo "e2e-airflow $INSTALLED_VERSION: $PASSED passed, $FAILED failed"
 ((FAILED == 0))

@@ -324,8 +324,10 @@ async fn run(
         run_id = tracing::field::Empty,
     );
     async move {
-        let started = delivery.clock.now();
+        let started_at = delivery.clock.now();
+        let started = Instant::now();
         let delivered = delivery.deliver(endpoint, render).await;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let d = &delivered;
         match d.failure() {
             Some(failure) => tracing::error!(
@@ -333,6 +335,7 @@ async fn run(
                 retryable = failure.is_retryable(),
                 attempts = d.attempts,
                 http_status = d.http_status,
+                elapsed_ms,
                 detail = %failure,
                 source = %event.source,
                 sequencer = event.sequencer.as_deref(),
@@ -351,6 +354,7 @@ async fn run(
                 attempts = d.attempts,
                 http_status = d.http_status,
                 remote_id = d.remote_id(),
+                elapsed_ms,
                 "delivered"
             ),
         }
@@ -363,9 +367,10 @@ async fn run(
             delivered,
             failure_record: None,
             settled: false,
+            elapsed_ms,
         };
         if outcome.failed() && records.is_final(&outcome.delivered, message) {
-            let record = records.record(message, render, endpoint, &outcome, started);
+            let record = records.record(message, render, endpoint, &outcome, started_at);
             let fate = records.write(&record).await;
             outcome.settled = fate == RecordFate::Queued || record.may_have_run;
             outcome.failure_record = Some(fate);

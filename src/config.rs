@@ -131,6 +131,54 @@ pub struct RawSettings {
     /// message's last receive, a retryable failure is recorded and the message acknowledged
     /// instead of moving whole to the dead-letter queue.
     pub max_receive_count: Option<u32>,
+    /// CloudWatch metrics (Embedded Metric Format lines in the log) under Lambda.
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `settings.metrics:` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Print the metric lines after each Lambda invocation (default true; env
+    /// `BUCKET_TRIGGER_METRICS=0|1` overrides it).
+    pub enabled: Option<bool>,
+    /// CloudWatch namespace (default: env `BUCKET_TRIGGER_METRICS_NAMESPACE`, else `BucketTrigger`).
+    pub namespace: Option<String>,
+}
+
+/// Compiled `settings.metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Whether a Lambda invocation prints its metric lines (before `BUCKET_TRIGGER_METRICS`).
+    pub enabled: bool,
+    /// CloudWatch namespace, checked against CloudWatch's rules at load.
+    pub namespace: String,
+}
+
+/// The namespace metrics go to unless `settings.metrics.namespace` or
+/// [`ENV_METRICS_NAMESPACE`] names another.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "BucketTrigger";
+
+/// Environment variable naming the metrics' namespace when the config names none (the
+/// template sets it, so that its alarm watches the namespace the function writes to).
+pub const ENV_METRICS_NAMESPACE: &str = "BUCKET_TRIGGER_METRICS_NAMESPACE";
+
+/// A CloudWatch namespace: 1 to 255 of `0-9A-Za-z.-_/#:` and space, not all spaces, not
+/// starting with the reserved `AWS/`.
+fn check_namespace(namespace: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c);
+    if namespace.trim().is_empty() || namespace.len() > 255 {
+        return Err("must be 1 to 255 characters, not all spaces".to_owned());
+    }
+    if let Some(bad) = namespace.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "{bad:?} is not allowed in a CloudWatch namespace (letters, digits, and . - _ / # : space)"
+        ));
+    }
+    if namespace.starts_with("AWS/") {
+        return Err("namespaces starting with AWS/ are reserved for AWS".to_owned());
+    }
+    Ok(())
 }
 
 /// `settings.ca_bundle:` as written.
@@ -214,6 +262,8 @@ pub struct Settings {
     pub failure_queue: Option<Url>,
     /// The SQS event source's `maxReceiveCount`, if known.
     pub max_receive_count: Option<u32>,
+    /// CloudWatch metrics.
+    pub metrics: MetricsSettings,
 }
 
 impl Settings {
@@ -579,6 +629,21 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
                 field: field.clone(),
             },
         },
+        metrics: {
+            let raw = raw.metrics.clone().unwrap_or_default();
+            let (namespace, field) = match raw.namespace {
+                Some(namespace) => (namespace, "settings.metrics.namespace"),
+                None => match std::env::var(ENV_METRICS_NAMESPACE) {
+                    Ok(namespace) if !namespace.is_empty() => (namespace, ENV_METRICS_NAMESPACE),
+                    _ => (DEFAULT_METRICS_NAMESPACE.to_owned(), ""),
+                },
+            };
+            check_namespace(&namespace).map_err(|message| (field.to_owned(), message))?;
+            MetricsSettings {
+                enabled: raw.enabled.unwrap_or(true),
+                namespace,
+            }
+        },
     };
     let positive = [
         ("settings.max_concurrency", settings.max_concurrency as u64),
@@ -625,7 +690,7 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
 
 /// The shapes an event can take, each with what makes it different, for checking templates at
 /// load time.
-fn sample_events() -> [(&'static str, ObjectEvent); 6] {
+fn sample_events() -> [(&'static str, ObjectEvent); 7] {
     let versioned = sample_event();
     [
         ("a versioned S3 object", versioned.clone()),
@@ -655,6 +720,17 @@ fn sample_events() -> [(&'static str, ObjectEvent); 6] {
             "a key with no folder",
             ObjectEvent {
                 key: "file.csv".into(),
+                ..versioned.clone()
+            },
+        ),
+        (
+            "a Cloud Storage object (generation as version, no sequencer, no region)",
+            ObjectEvent {
+                source: Source::Gcs,
+                version_id: Some("1764057600123456".into()),
+                sequencer: None,
+                region: None,
+                event_name: "ObjectCreated:Finalize".into(),
                 ..versioned.clone()
             },
         ),
@@ -728,6 +804,50 @@ mod tests {
         assert_eq!(config.settings.retry.max_attempts, 4);
         assert_eq!(config.settings.max_concurrency, 16);
         assert!(config.secret_ids.is_empty());
+        assert_eq!(
+            config.settings.metrics,
+            MetricsSettings {
+                enabled: true,
+                namespace: "BucketTrigger".into()
+            }
+        );
+    }
+
+    #[test]
+    fn metrics_settings_are_read_and_the_namespace_checked() {
+        let with = |metrics: &str| {
+            Config::parse(
+                &format!(
+                    "settings: {{ metrics: {metrics} }}\nroutes:\n  - name: r\n    {TARGET}\n"
+                ),
+                "t.yaml",
+            )
+        };
+        let config = with("{ enabled: false, namespace: 'Data/Landing #1' }").unwrap();
+        assert_eq!(
+            config.settings.metrics,
+            MetricsSettings {
+                enabled: false,
+                namespace: "Data/Landing #1".into()
+            }
+        );
+        for (bad, said) in [
+            ("{ namespace: 'AWS/Lambda' }", "reserved"),
+            ("{ namespace: '  ' }", "1 to 255"),
+            ("{ namespace: 'caf\u{e9}' }", "is not allowed"),
+            ("{ namespace: 'x{{ key }}' }", "is not allowed"),
+            ("{ enable: true }", "unknown field"),
+        ] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(error.contains(said), "{bad}: {error}");
+            if said != "unknown field" {
+                assert!(error.contains("settings.metrics.namespace"), "{error}");
+            }
+        }
+        let long = format!("{{ namespace: {} }}", "n".repeat(256));
+        assert!(with(&long).is_err());
+        let longest = format!("{{ namespace: {} }}", "n".repeat(255));
+        assert!(with(&longest).is_ok());
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Handler: one Lambda invocation. Parses the payload, has the [`App`] process it, and answers
 //! in the shape the invoker expects: `batchItemFailures` for SQS, the report for direct
 //! invocations, or an error for retryable failures of direct (asynchronous) invocations so
-//! Lambda's retries and on-failure destination take over. Only here do errors become Lambda
-//! diagnostics.
+//! Lambda's retries and on-failure destination take over; prints the invocation's metric
+//! lines. Only here do errors become Lambda diagnostics.
 
+use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::SqsBatchResponse;
@@ -15,6 +16,7 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::clock::Clock;
 use crate::event::{self, Invocation};
+use crate::metrics;
 use crate::report::Report;
 
 /// What the function answers Lambda.
@@ -29,6 +31,17 @@ pub enum Answer {
 
 /// Handles one invocation.
 pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Answer, Diagnostic> {
+    handle_with_metrics(app, event, None).await
+}
+
+/// Handles one invocation and, given a CloudWatch namespace, prints its metrics on stdout
+/// (one Embedded Metric Format line per route × target, see [`crate::metrics`]) before
+/// answering.
+pub async fn handle_with_metrics(
+    app: &App,
+    event: LambdaEvent<Value>,
+    metrics: Option<&str>,
+) -> Result<Answer, Diagnostic> {
     let deadline = deadline_instant(event.context.deadline, app.clock());
     let parsed = event::parse(event.payload).map_err(|error| {
         tracing::error!(%error, "unusable event");
@@ -38,7 +51,39 @@ pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Answer, Diag
         }
     })?;
     let report = app.process(&parsed, deadline).await;
+    if let Some(namespace) = metrics {
+        let now = app.clock().now();
+        // The log shares stdout: holding its lock keeps every line whole.
+        if let Err(error) = write_metrics(&report, namespace, now, &mut std::io::stdout().lock()) {
+            tracing::warn!(%error, "metric lines not written");
+        }
+    }
     respond(report)
+}
+
+/// Writes the report's metric documents to `out`, one line each, in one write (a locked
+/// stdout or stderr keeps them whole among other writers' lines); nothing for a report with
+/// no delivery.
+pub fn write_metrics(
+    report: &Report,
+    namespace: &str,
+    now: std::time::SystemTime,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let timestamp_ms = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    });
+    let documents = metrics::emf(report, namespace, timestamp_ms);
+    if documents.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for document in documents {
+        text.push_str(&document.to_string());
+        text.push('\n');
+    }
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 /// Turns a report into the invocation's answer.
@@ -89,6 +134,72 @@ fn deadline_instant(deadline_ms: u64, clock: &dyn Clock) -> Option<Instant> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::delivery::{Delivered, Ending};
+    use crate::report::Outcome;
+    use serde_json::json;
+
+    #[test]
+    fn metric_lines_are_whole_json_lines_stamped_with_the_clock() {
+        let delivered = |attempts| Delivered {
+            run_id: None,
+            ending: Ending::Triggered {
+                detail: "ok".into(),
+                remote_id: None,
+            },
+            attempts,
+            http_status: Some(200),
+            warning: None,
+            may_have_arrived: false,
+        };
+        let outcome = |target: &str, attempts| Outcome {
+            bucket: "b".into(),
+            key: "k".into(),
+            record_id: None,
+            route: "r".into(),
+            target: target.into(),
+            delivered: delivered(attempts),
+            elapsed_ms: 5,
+            failure_record: None,
+            settled: false,
+        };
+        let report = Report::new(
+            Invocation::Direct,
+            1,
+            vec![outcome("a", 1), outcome("b", 3)],
+            vec![],
+            vec![],
+        );
+        let mut out = Vec::new();
+        write_metrics(
+            &report,
+            "NS",
+            ManualClock::at(1_764_000_000).now(),
+            &mut out,
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert!(text.ends_with('\n'));
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["_aws"]["Timestamp"], 1_764_000_000_000_u64);
+        assert_eq!(lines[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"], "NS");
+        assert_eq!(
+            (&lines[0]["Target"], &lines[0]["Retried"]),
+            (&json!("a"), &json!(0))
+        );
+        assert_eq!(
+            (&lines[1]["Target"], &lines[1]["Retried"]),
+            (&json!("b"), &json!(2))
+        );
+
+        let mut out = Vec::new();
+        let empty = Report::new(Invocation::Direct, 0, vec![], vec![], vec![]);
+        write_metrics(&empty, "NS", ManualClock::at(0).now(), &mut out).unwrap();
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn the_deadline_is_read_against_the_clock_and_saturates() {

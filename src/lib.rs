@@ -4,8 +4,8 @@
 //! → [`event::ObjectEvent`]s), [`routing`] and [`config`] (which routes match), [`targets`]
 //! (build the run request, read the answer), [`auth`] (sign it with credentials from
 //! [`secrets`]), [`delivery`] (the retry loop), [`http`] (requests as data, the one status
-//! table, the transport), [`app`] (plan and run an invocation), [`report`] (what it did) and
-//! [`handler`] (the Lambda answer).
+//! table, the transport), [`app`] (plan and run an invocation), [`report`] (what it did),
+//! [`metrics`] (the report as CloudWatch metrics) and [`handler`] (the Lambda answer).
 #![deny(missing_docs)]
 
 pub mod app;
@@ -17,6 +17,7 @@ pub mod event;
 pub mod glob;
 pub mod handler;
 pub mod http;
+pub mod metrics;
 pub mod replay;
 pub mod report;
 pub mod routing;

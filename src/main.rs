@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result};
 use bucket_trigger::app::App;
 use bucket_trigger::config::Config;
 use bucket_trigger::secrets::{ParameterStore, SecretSource};
-use bucket_trigger::{SecretsWanted, event, handler, secret_source};
+use bucket_trigger::{SecretsWanted, event, handler, metrics, secret_source};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 const USAGE: &str = "\
@@ -17,7 +17,7 @@ bucket-trigger: start workflow runs (Airflow, webhooks) when objects land in a b
 
 USAGE:
     bucket-trigger                         run as an AWS Lambda function (AWS_LAMBDA_RUNTIME_API set)
-    bucket-trigger invoke EVENT_FILE [--config FILE] [--secrets-file FILE] [--dry-run] [--timeout SECONDS]
+    bucket-trigger invoke EVENT_FILE [--config FILE] [--secrets-file FILE] [--dry-run] [--timeout SECONDS] [--metrics]
     bucket-trigger validate [--config FILE]
     bucket-trigger replay [FILE|-]... [--queue QUEUE_URL] [--config FILE] [--secrets-file FILE] [--dry-run]
                           [--timeout SECONDS] [--limit N] [--resend-may-have-run]
@@ -42,6 +42,9 @@ Config: --config FILE, else BUCKET_TRIGGER_CONFIG (inline YAML/JSON), else BUCKE
 Secrets: --secrets-file FILE (JSON: {\"secret-id\": {\"field\": \"value\"}}), else
          BUCKET_TRIGGER_SECRETS_FILE, else AWS Secrets Manager.
 Lambda:  BUCKET_TRIGGER_DRY_RUN=1 answers with the requests instead of sending them.
+Metrics: after each Lambda invocation, CloudWatch metric lines (EMF) on stdout, unless
+         settings.metrics.enabled is false or BUCKET_TRIGGER_METRICS=0 (=1 turns them on,
+         for invoke too). Never for a dry run.
 Logs:    RUST_LOG / AWS_LAMBDA_LOG_LEVEL (default info), AWS_LAMBDA_LOG_FORMAT=JSON.";
 
 enum Command {
@@ -52,6 +55,7 @@ enum Command {
         secrets: Option<PathBuf>,
         dry_run: bool,
         timeout: Duration,
+        metrics: bool,
     },
     Validate {
         config: Option<PathBuf>,
@@ -93,12 +97,14 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         return Err(format!("unknown command {sub:?}").into());
     }
     let (mut event, mut config, mut secrets, mut dry_run) = (None, None, None, false);
+    let mut metrics = false;
     let mut timeout = Duration::from_secs(60);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("config") | Short('c') => config = Some(parser.value()?.into()),
             Long("secrets-file") if sub == "invoke" => secrets = Some(parser.value()?.into()),
             Long("dry-run") if sub == "invoke" => dry_run = true,
+            Long("metrics") if sub == "invoke" => metrics = true,
             Long("timeout") if sub == "invoke" => {
                 let seconds: f64 = parser.value()?.parse()?;
                 timeout = Duration::try_from_secs_f64(seconds)
@@ -118,6 +124,7 @@ fn parse_args() -> Result<Command, lexopt::Error> {
             secrets,
             dry_run,
             timeout,
+            metrics,
         }),
         "validate" => Ok(Command::Validate { config }),
         "lambda" => Ok(Command::Lambda),
@@ -205,7 +212,8 @@ fn main() -> ExitCode {
                 secrets,
                 dry_run,
                 timeout,
-            } => invoke(event, config, secrets, dry_run, timeout).await,
+                metrics,
+            } => invoke(event, config, secrets, dry_run, timeout, metrics).await,
         }
     });
     match result {
@@ -230,14 +238,17 @@ async fn lambda() -> Result<()> {
     if source.placeholders() {
         tracing::warn!("{PLACEHOLDER_NOTE}");
     }
+    // Metric lines on by default under Lambda; a dry run sends nothing worth counting.
+    let metrics_on = metrics_switch(config.settings.metrics.enabled)? && !dry_run;
     // The app lives as long as the process; leaking it gives every worker a plain reference.
     let app = build_app(config, source, dry_run).await?.under_lambda();
     let app: &'static App = Box::leak(Box::new(app));
+    let namespace = metrics_on.then_some(app.config.settings.metrics.namespace.as_str());
     // One invocation at a time on classic Lambda; as many as AWS_LAMBDA_MAX_CONCURRENCY
     // asks on Lambda Managed Instances (and under `cargo lambda watch`, which sets it).
     lambda_runtime::run_concurrent(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handler::handle(app, event).await
+            handler::handle_with_metrics(app, event, namespace).await
         },
     ))
     .await
@@ -248,6 +259,12 @@ async fn lambda() -> Result<()> {
 const PLACEHOLDER_NOTE: &str = "dry run without a secrets file: secrets are placeholders, \
      nothing is read from AWS (pass --secrets-file FILE, or set BUCKET_TRIGGER_SECRETS_FILE, \
      to sign with real ones)";
+
+/// Whether metric lines are printed: `BUCKET_TRIGGER_METRICS` if set, else `default`.
+fn metrics_switch(default: bool) -> Result<bool> {
+    let env = std::env::var(metrics::ENV_METRICS).ok();
+    metrics::enabled(env.as_deref(), default).map_err(anyhow::Error::msg)
+}
 
 fn secrets_wanted(config: &Config, dry_run: bool) -> SecretsWanted {
     match (config.secret_ids.is_empty(), dry_run) {
@@ -327,6 +344,7 @@ async fn invoke(
     secrets: Option<PathBuf>,
     dry_run: bool,
     timeout: Duration,
+    metrics: bool,
 ) -> Result<ExitCode> {
     lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
     let config = Config::load(config.as_deref(), &ParameterStore::from_env()).await?;
@@ -342,8 +360,16 @@ async fn invoke(
     // after `timeout` and the margin keeps its meaning: time to answer.
     let margin = config.settings.retry.deadline_margin;
     let deadline = tokio::time::Instant::now().checked_add(timeout.saturating_add(margin));
+    // Off unless asked (--metrics or BUCKET_TRIGGER_METRICS=1); on stderr, beside the log,
+    // since stdout holds the report.
+    let namespace =
+        (metrics_switch(metrics)? && !dry_run).then(|| config.settings.metrics.namespace.clone());
     let app = build_app(config, source, dry_run).await?;
     let report = app.process(&parsed, deadline).await;
+    if let Some(namespace) = namespace {
+        let now = app.clock().now();
+        handler::write_metrics(&report, &namespace, now, &mut std::io::stderr().lock())?;
+    }
     out(format_args!("{}", serde_json::to_string_pretty(&report)?));
     Ok(if report.has_failures() {
         ExitCode::FAILURE

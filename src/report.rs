@@ -108,6 +108,8 @@ pub struct Outcome {
     /// the request may have run on a target that cannot tell (re-sending could run it twice).
     #[serde(skip)]
     pub settled: bool,
+    /// How long the delivery took, retries and waits included (milliseconds).
+    pub elapsed_ms: u64,
 }
 
 impl Outcome {
@@ -287,6 +289,7 @@ mod tests {
             },
             failure_record: None,
             settled: false,
+            elapsed_ms: 12,
         }
     }
 
@@ -384,7 +387,7 @@ mod tests {
                 "bucket": "b", "key": "m2.csv", "record_id": "m2", "route": "r",
                 "target": "airflow v2 dag d", "run_id": "r__m2", "status": "failed",
                 "retryable": true, "attempts": 1, "http_status": 200,
-                "detail": "HTTP 503 (gave up after 4 attempts)",
+                "detail": "HTTP 503 (gave up after 4 attempts)", "elapsed_ms": 12,
             })
         );
         let json = serde_json::to_value(&report).unwrap();

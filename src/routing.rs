@@ -5,10 +5,14 @@ use serde::Deserialize;
 use crate::event::ObjectEvent;
 use crate::glob::{Glob, GlobError};
 
-/// The S3 event names a notification can carry (and EventBridge reasons map to), by family.
-/// A route's `event:` is `*`, a family with `:*`, or one of these.
+/// The S3 event names a notification can carry (and EventBridge reasons and Cloud Storage
+/// event types map to), by family. A route's `event:` is `*`, a family with `:*`, or one of
+/// these (or a Cloud Storage name: `OBJECT_FINALIZE`, ...).
 const EVENT_NAMES: &[&str] = &[
     "ObjectCreated:Put",
+    "ObjectCreated:Finalize",
+    "ObjectRemoved:Archive",
+    "ObjectMetadata:Update",
     "ObjectCreated:Post",
     "ObjectCreated:Copy",
     "ObjectCreated:CompleteMultipartUpload",
@@ -163,7 +167,16 @@ impl Matcher {
             .map(OneOrMany::into_vec)
             .unwrap_or_else(|| vec!["ObjectCreated:*".to_owned()])
             .into_iter()
-            .map(|pattern| pattern.strip_prefix("s3:").unwrap_or(&pattern).to_owned())
+            .map(|pattern| {
+                let pattern = pattern.strip_prefix("s3:").unwrap_or(&pattern);
+                // Cloud Storage's names (`OBJECT_FINALIZE`, or a CloudEvent type) for its events.
+                let gcs = pattern
+                    .strip_prefix("google.cloud.storage.object.v1.")
+                    .unwrap_or(pattern);
+                crate::event::gcs_event_name(gcs)
+                    .unwrap_or(pattern)
+                    .to_owned()
+            })
             .collect();
         for pattern in &events {
             check_event(pattern)?;

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::http::{ClearTextGuard, Printable, Sent, Transport, Verdict};
 use crate::secrets::SecretCache;
 use crate::store::{Claim, Done, Key, Store, StoreError, Takeover};
-use crate::targets::{BaseUrlError, Built, Endpoint, TargetError, Throttled};
+use crate::targets::{BaseUrlError, Built, Endpoint, Pending, TargetError, Throttled};
 use crate::template::RenderContext;
 
 pub use retry::{RetryPolicy, Step};
@@ -488,6 +488,7 @@ impl<'a> Delivery<'a> {
         // Why the attempt before is being retried, and its status: what a retry that the rate
         // limit holds back past the cutoff reports.
         let mut retrying: Option<(String, Option<u16>)> = None;
+        let mut built = std::borrow::Cow::Borrowed(built);
         loop {
             attempt += 1;
             // This request's turn at the target's rate limit, taken before signing (so a
@@ -507,7 +508,11 @@ impl<'a> Delivery<'a> {
                     .min(cutoff.saturating_duration_since(Instant::now())),
                 None => self.attempt_timeout,
             };
-            let mut signed = built.request.clone();
+            let lookup = self.complete(transport, endpoint, &mut built).await;
+            let mut signed = match &lookup {
+                Some((request, _)) => request.clone(),
+                None => built.request.clone(),
+            };
             let cx = SignContext {
                 secrets: self.secrets,
                 transport,
@@ -541,7 +546,9 @@ impl<'a> Delivery<'a> {
                 };
                 return Delivered::new(Ending::Failed(failure), sends, None);
             }
-            sends += 1;
+            if lookup.is_none() {
+                sends += 1;
+            }
             let span = tracing::info_span!("attempt", attempt, http_status = tracing::field::Empty);
             let sent = transport
                 .send(&signed, timeout)
@@ -552,21 +559,34 @@ impl<'a> Delivery<'a> {
                 Sent::Answered(answer) => {
                     span.record("http_status", answer.status.as_u16());
                     let server_wait = answer.retry_after(self.clock.now());
-                    let verdict = endpoint.target.interpret(&answer);
+                    let verdict = match &lookup {
+                        Some(_) => match endpoint.target.looked_up(&built, &answer) {
+                            Ok(done) => {
+                                // A lookup is not an attempt at the request.
+                                built = std::borrow::Cow::Owned(done);
+                                attempt -= 1;
+                                continue;
+                            }
+                            Err(verdict) => verdict,
+                        },
+                        None => endpoint.target.interpret(&answer),
+                    };
                     (
                         verdict.with_retry_after(server_wait),
                         Some(answer.status.as_u16()),
                         false,
                     )
                 }
+                // A lookup is a read: safe to repeat, and nothing was delivered.
                 Sent::Failed(error) => (
-                    Verdict::from_transport(&error, endpoint.idempotent),
+                    Verdict::from_transport(&error, endpoint.idempotent || lookup.is_some()),
                     error.status,
-                    !error.is_connect() && !error.is_invalid_request(),
+                    lookup.is_none() && !error.is_connect() && !error.is_invalid_request(),
                 ),
             };
+            drop(lookup);
             let verdict = match verdict {
-                Verdict::Check { reason } => self.check(endpoint, built, &cx, reason).await,
+                Verdict::Check { reason } => self.check(endpoint, &built, &cx, reason).await,
                 verdict => verdict,
             };
             let can_refresh = !refreshed && endpoint.auth.refreshable();
@@ -608,9 +628,38 @@ impl<'a> Delivery<'a> {
                 delivered.ending,
                 Ending::Triggered { .. } | Ending::AlreadyTriggered { .. }
             ) {
-                delivered.warning = self.follow_up(endpoint, built, &cx).await;
+                delivered.warning = self.follow_up(endpoint, &built, &cx).await;
             }
             return delivered;
+        }
+    }
+
+    /// Completes `built` before an attempt (see [`crate::targets::Target::complete`]): from
+    /// what the target remembers, or with the lookup to send instead, returned with the
+    /// endpoint's lookup gate held, so that concurrent deliveries wait for its answer rather
+    /// than ask the same question. A dry run looks nothing up: it prints the request as built.
+    async fn complete<'e>(
+        &self,
+        transport: &dyn Transport,
+        endpoint: &'e Endpoint,
+        built: &mut std::borrow::Cow<'_, Built>,
+    ) -> Option<(crate::http::Request, tokio::sync::MutexGuard<'e, ()>)> {
+        match endpoint.target.complete(built)? {
+            Pending::Ready(done) => {
+                *built = std::borrow::Cow::Owned(done);
+                return None;
+            }
+            Pending::Lookup(_) if !transport.reaches_network() => return None,
+            Pending::Lookup(_) => {}
+        }
+        let gate = endpoint.lookups.lock().await;
+        // Another delivery may have looked it up while this one waited.
+        match endpoint.target.complete(built)? {
+            Pending::Ready(done) => {
+                *built = std::borrow::Cow::Owned(done);
+                None
+            }
+            Pending::Lookup(request) => Some((request, gate)),
         }
     }
 

@@ -5,6 +5,7 @@
 //! `detail-type` + `source`), never at which untagged serde variant happens to parse.
 
 mod eventbridge;
+mod gcs;
 mod s3;
 mod sns;
 mod sqs;
@@ -14,6 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use gcs::event_name as gcs_event_name;
 pub use s3::decode_key;
 
 /// One object that was created (or otherwise changed) in a bucket, whatever envelope carried it.
@@ -65,6 +67,9 @@ pub enum Source {
     /// An EventBridge event delivered through SQS.
     #[serde(rename = "sqs/eventbridge")]
     SqsEventBridge,
+    /// A Google Cloud Storage notification (Pub/Sub push, or an Eventarc CloudEvent).
+    #[serde(rename = "gcs")]
+    Gcs,
 }
 
 impl Source {
@@ -77,6 +82,7 @@ impl Source {
             Source::SqsSnsS3 => "sqs/sns/s3",
             Source::EventBridge => "eventbridge",
             Source::SqsEventBridge => "sqs/eventbridge",
+            Source::Gcs => "gcs",
         }
     }
 
@@ -127,8 +133,8 @@ pub enum EventError {
     /// JSON, but none of the shapes we accept.
     #[error(
         "unrecognized event shape ({found}); expected an S3 notification (Records[].eventSource \
-         \"aws:s3\"), SNS or SQS records wrapping one, or an EventBridge \"Object Created\" event \
-         from aws.s3"
+         \"aws:s3\"), SNS or SQS records wrapping one, an EventBridge \"Object Created\" event \
+         from aws.s3, or a Cloud Storage notification (a Pub/Sub push message, or a CloudEvent)"
     )]
     UnknownShape {
         /// What was seen instead, e.g. `Records[0].eventSource = "aws:dynamodb"`.
@@ -268,6 +274,12 @@ fn parse_body(value: Value) -> Result<Body, EventError> {
     }
     if value.get("detail-type").is_some() {
         return eventbridge::parse(value).map(|event| Body::Objects(vec![event]));
+    }
+    if gcs::is_push(&value) {
+        return gcs::parse_push(&value);
+    }
+    if gcs::is_cloud_event(&value) {
+        return gcs::parse_cloud_event(&value);
     }
     Err(EventError::UnknownShape {
         found: describe(&value),

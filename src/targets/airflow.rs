@@ -53,7 +53,7 @@ pub struct AirflowConfig {
     pub rate_limit: Option<super::RateLimitConfig>,
 }
 
-fn no_auth() -> AuthConfig {
+pub(super) fn no_auth() -> AuthConfig {
     AuthConfig::None
 }
 
@@ -113,10 +113,7 @@ impl Airflow {
             conf,
             logical_date,
             note,
-            credentials: match config.auth.secret_ids().first() {
-                Some(secret) => format!("the credentials in secret {secret:?}"),
-                None => "the request (no credentials configured)".to_owned(),
-            },
+            credentials: credentials(&config.auth),
         })
     }
 }
@@ -183,6 +180,7 @@ impl Target for Airflow {
         Ok(Built {
             request: Request::post(url, Body::Json(body)),
             run_id: Some(run_id),
+            unresolved: None,
         })
     }
 
@@ -251,32 +249,11 @@ impl Target for Airflow {
             400 => Verdict::Permanent {
                 reason: format!("Airflow rejected the dag run (400): {}", problem(body)),
             },
-            // Airflow 3 answers 403 "Invalid JWT token" when its signing key changed (e.g. an
-            // API server restart): a token scheme should get a new token once.
-            403 if body.contains("Invalid JWT") => Verdict::Unauthorized {
-                reason: format!("Airflow refused the token (403): {}", problem(body)),
-            },
-            // A wrong password is a 401 on Airflow 2.10 and 3, but a 403 on 2.11; a 403 is also
-            // a user without permission on this DAG. Both name the secret, so that an operator
-            // knows where to look, and both are remembered for the invocation (no lockout).
-            401 => Verdict::Unauthorized {
-                reason: format!(
-                    "Airflow refused {} (401): wrong username or password, or an API that does \
-                     not accept this scheme (Airflow 2: [api] auth_backends must include \
-                     airflow.api.auth.backend.basic_auth){}",
-                    self.credentials,
-                    said(body)
-                ),
-            },
-            403 => Verdict::Unauthorized {
-                reason: format!(
-                    "Airflow refused {} (403): wrong username or password (Airflow 2.11 answers \
-                     a wrong password with 403), or the user may not trigger runs of this DAG \
-                     (it needs a role that can create DAG runs on it){}",
-                    self.credentials,
-                    said(body)
-                ),
-            },
+            401 | 403 => refusal(
+                &self.credentials,
+                answer,
+                "trigger runs of this DAG (it needs a role that can create DAG runs on it)",
+            ),
             404 => Verdict::Permanent {
                 reason: format!(
                     "Airflow answered 404: {}. Check dag_id, base_url, and api (v1 is Airflow 2, \
@@ -286,6 +263,46 @@ impl Target for Airflow {
             },
             _ => Verdict::from_answer(answer),
         }
+    }
+}
+
+/// Whose credentials a refusal is about: `the credentials in secret "prod/airflow"`.
+pub(super) fn credentials(auth: &AuthConfig) -> String {
+    match auth.secret_ids().first() {
+        Some(secret) => format!("the credentials in secret {secret:?}"),
+        None => "the request (no credentials configured)".to_owned(),
+    }
+}
+
+/// How Airflow refuses a request (a 401 or 403 `answer`), for every Airflow target: `may_not`
+/// says what a user without permission cannot do, e.g. `create asset events (...)`.
+pub(super) fn refusal(credentials: &str, answer: &Answer, may_not: &str) -> Verdict {
+    let body = answer.body.as_str();
+    match answer.status.as_u16() {
+        // Airflow 3 answers 403 "Invalid JWT token" when its signing key changed (e.g. an
+        // API server restart): a token scheme should get a new token once.
+        403 if body.contains("Invalid JWT") => Verdict::Unauthorized {
+            reason: format!("Airflow refused the token (403): {}", problem(body)),
+        },
+        // A wrong password is a 401 on Airflow 2.10 and 3, but a 403 on 2.11; a 403 is also
+        // a user without permission. Both name the secret, so that an operator knows where to
+        // look, and both are remembered for the invocation (no lockout).
+        401 => Verdict::Unauthorized {
+            reason: format!(
+                "Airflow refused {credentials} (401): wrong username or password, or an API that \
+                 does not accept this scheme (Airflow 2: [api] auth_backends must include \
+                 airflow.api.auth.backend.basic_auth){}",
+                said(body)
+            ),
+        },
+        403 => Verdict::Unauthorized {
+            reason: format!(
+                "Airflow refused {credentials} (403): wrong username or password (Airflow 2.11 \
+                 answers a wrong password with 403), or the user may not {may_not}{}",
+                said(body)
+            ),
+        },
+        _ => Verdict::from_answer(answer),
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`Facts`] and lives in one [`Endpoint`]. This is the only room that matches on the kind of target.
 
 mod airflow;
+mod airflow_asset;
 mod alteryx;
 mod base_url;
 mod mwaa;
@@ -26,6 +27,7 @@ use crate::secrets::SecretCache;
 use crate::template::{RenderContext, TemplateError, Templates};
 
 pub use airflow::{AirflowApi, AirflowConfig};
+pub use airflow_asset::{AirflowAssetConfig, AssetRef};
 pub use alteryx::{AlteryxApi, AlteryxConfig, Question};
 pub use base_url::{BaseUrl, BaseUrlConfig, BaseUrlError, PLACEHOLDER_BASE};
 pub use mwaa::{MAX_PATH as MWAA_MAX_PATH, MwaaConfig};
@@ -41,6 +43,9 @@ pub use workflows::{
 pub enum TargetConfig {
     /// Airflow DAG run (REST API v1, v2, or the legacy experimental API).
     Airflow(AirflowConfig),
+    /// Airflow asset event (REST API v2, Airflow 3) or dataset event (REST API v1, Airflow
+    /// 2.9+): DAGs scheduled on the asset run.
+    AirflowAsset(AirflowAssetConfig),
     /// Alteryx Server job (Gallery API v1 with OAuth 1.0a or OAuth 2, API v3 with OAuth 2).
     Alteryx(AlteryxConfig),
     /// A templated JSON POST to any URL.
@@ -94,6 +99,15 @@ impl TargetConfig {
                 rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("base_url", &config.base_url),
                 idempotent: true,
+            },
+            // An asset event has no client-chosen id: a repeated POST is a second event.
+            TargetConfig::AirflowAsset(config) => Facts {
+                kind: "Airflow",
+                accepts: AuthKind::ALL,
+                auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
+                base: Base::Config("base_url", &config.base_url),
+                idempotent: false,
             },
             TargetConfig::Alteryx(config) => Facts {
                 kind: "Alteryx",
@@ -183,6 +197,9 @@ impl TargetConfig {
             TargetConfig::Airflow(config) => {
                 Box::new(airflow::Airflow::new(config, name, templates)?)
             }
+            TargetConfig::AirflowAsset(config) => {
+                Box::new(airflow_asset::AirflowAsset::new(config, name, templates)?)
+            }
             TargetConfig::Alteryx(config) => {
                 Box::new(alteryx::Alteryx::new(config, name, templates)?)
             }
@@ -206,6 +223,7 @@ impl TargetConfig {
             allow_http: false,
             warnings: Warnings::default(),
             idempotency_table: None,
+            lookups: tokio::sync::Mutex::new(()),
             target,
         })
     }
@@ -269,6 +287,9 @@ pub struct Endpoint {
     pub idempotency_table: Option<String>,
     /// For logs and reports, e.g. `airflow v2 dag load_sales`.
     pub description: String,
+    /// Held while a [`Pending::Lookup`] is under way, so that concurrent deliveries wait for
+    /// its answer (which the target remembers) instead of asking the same question again.
+    pub lookups: tokio::sync::Mutex<()>,
 }
 
 impl Endpoint {
@@ -295,6 +316,9 @@ pub struct Built {
     pub request: Request,
     /// The run id sent (Airflow `dag_run_id`), which makes redelivery safe.
     pub run_id: Option<String>,
+    /// A rendered name the target resolves before sending (an Airflow asset's URI or name,
+    /// whose id the request needs): see [`Target::complete`]. `None`: complete as built.
+    pub unresolved: Option<String>,
 }
 
 impl Built {
@@ -303,8 +327,18 @@ impl Built {
         Built {
             request,
             run_id: None,
+            unresolved: None,
         }
     }
+}
+
+/// What a request still needs before it is sent, from [`Target::complete`].
+#[derive(Debug)]
+pub enum Pending {
+    /// Completed from what the target already knows (a name it looked up before).
+    Ready(Built),
+    /// The lookup whose answer completes it, read by [`Target::looked_up`].
+    Lookup(Request),
 }
 
 /// An orchestrator we can start runs on: only what differs between orchestrators.
@@ -336,6 +370,21 @@ pub trait Target: Send + Sync + fmt::Debug {
     fn follow_up(&self, sent: &Built) -> Option<Request> {
         let _ = sent;
         None
+    }
+
+    /// Before sending `built` (each attempt): `None` when it is complete, else the request
+    /// completed from what the target remembers, or the lookup that completes it (Airflow: an
+    /// asset's id by URI or name). Default: none.
+    fn complete(&self, built: &Built) -> Option<Pending> {
+        let _ = built;
+        None
+    }
+
+    /// Reads the answer to a [`Pending::Lookup`] and remembers what it learnt: the completed
+    /// request, or the verdict that ends (or retries) this attempt. Default: the answer's.
+    fn looked_up(&self, built: &Built, answer: &Answer) -> Result<Built, Verdict> {
+        let _ = built;
+        Err(Verdict::from_answer(answer))
     }
 
     /// Reads the answer to [`Target::follow_up`]: a warning, if there is one.

@@ -309,6 +309,7 @@ impl Target for Mwaa {
         Ok(Built {
             request: self.invoke(root, "POST", &path, Some(body)),
             run_id: inner.run_id,
+            unresolved: None,
         })
     }
 

@@ -1,6 +1,8 @@
 //! What `template.yaml` and `sam build` give the function: every config the template can
-//! choose loads and its policy grants exactly the secrets that config reads
-//! (scripts/check-template-configs.py, for every allowed parameter combination), and the
+//! choose loads and its policy grants exactly the secrets that config reads, the idempotency
+//! table's four calls and the failure queue's SendMessage, and nothing else; its failure
+//! alarm watches the function's total (scripts/check-template-configs.py, for every allowed
+//! parameter combination), and the
 //! files of bundle/ ship next to the function, which finds them from its working directory.
 
 use std::path::{Path, PathBuf};
@@ -11,15 +13,19 @@ use crate::runtime::{Posted, serve_in};
 use crate::support::{python, root, unique};
 use crate::tls::tls_server;
 
-fn check(template: &Path) -> Output {
-    Command::new(python())
+/// Runs the template check; `fail_fast` stops it at the first failure (a broken variant).
+fn check(template: &Path, fail_fast: bool) -> Output {
+    let mut command = Command::new(python());
+    command
         .arg(root().join("scripts/check-template-configs.py"))
         .arg("--bin")
         .arg(env!("CARGO_BIN_EXE_bucket-trigger"))
         .arg("--template")
-        .arg(template)
-        .output()
-        .unwrap()
+        .arg(template);
+    if fail_fast {
+        command.arg("--fail-fast");
+    }
+    command.output().unwrap()
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -30,7 +36,7 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn every_allowed_combination_gives_a_config_that_loads_and_a_policy_for_exactly_its_secrets() {
-    let out = check(&root().join("template.yaml"));
+    let out = check(&root().join("template.yaml"), false);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -89,12 +95,67 @@ fn the_check_catches_a_policy_or_config_the_template_gets_wrong() {
             "BUCKET_TRIGGER_CONFIG_FILE: !Ref ConfigFile",
             "(want exactly one)",
         ),
+        (
+            "a DynamoDB Scan granted beside the four calls the store makes",
+            "                  - dynamodb:DeleteItem\n",
+            "                  - dynamodb:DeleteItem\n                  - dynamodb:Scan\n",
+            ": ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', \
+             'dynamodb:UpdateItem'], want exactly",
+        ),
+        (
+            "dynamodb:* on the table",
+            "                  - dynamodb:GetItem\n",
+            "                  - dynamodb:*\n",
+            "DynamoDB actions on",
+        ),
+        (
+            "the four calls on every table",
+            "table/${IdempotencyTable}",
+            "table/*",
+            "DynamoDB actions on arn:aws:dynamodb:eu-west-1:123456789012:table/bucket-trigger-idempotency: []",
+        ),
+        (
+            "the table not told to the function",
+            "- !If [CreateIdempotencyTable, !Ref IdempotencyRecords, !Ref IdempotencyTable]\n            - !Ref AWS::NoValue",
+            "- !Ref AWS::NoValue\n            - !Ref AWS::NoValue",
+            "BUCKET_TRIGGER_IDEMPOTENCY_TABLE is None",
+        ),
+        (
+            "SendMessage on every queue",
+            "Action: sqs:SendMessage\n              Resource: !GetAtt FailureQueue.Arn",
+            "Action: sqs:SendMessage\n              Resource: \"*\"",
+            "sqs:SendMessage granted on ['*']",
+        ),
+        (
+            "one more action on the failure queue",
+            "Action: sqs:SendMessage\n              Resource: !GetAtt FailureQueue.Arn",
+            "Action: [sqs:SendMessage, sqs:DeleteQueue]\n              Resource: !GetAtt FailureQueue.Arn",
+            "grants beyond what the function uses: sqs:DeleteQueue on <FailureQueue.Arn>",
+        ),
+        (
+            "the receive count hard-coded again",
+            "maxReceiveCount: !Ref MaxReceiveCount",
+            "maxReceiveCount: 5",
+            "BUCKET_TRIGGER_MAX_RECEIVE_COUNT is '7', the buffer's maxReceiveCount '5'",
+        ),
+        (
+            "the alarm on a namespace the function does not write to",
+            "      Namespace: !Ref MetricsNamespace\n",
+            "      Namespace: BucketTrigger\n",
+            "the failure alarm has {'Namespace': 'BucketTrigger'}",
+        ),
+        (
+            "the alarm on one route's series",
+            "      MetricName: Failed\n",
+            "      MetricName: Failed\n      Dimensions: [{ Name: Route, Value: default }]\n",
+            "the failure alarm has {'Dimensions'",
+        ),
     ];
     for (what, from, to, said) in mutations {
         assert_eq!(template.matches(from).count(), 1, "{what}: {from}");
         let mutated = dir.join("template.yaml");
         std::fs::write(&mutated, template.replace(from, to)).unwrap();
-        let out = check(&mutated);
+        let out = check(&mutated, true);
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{what} passed:\n{stdout}");
         assert!(stdout.contains(said), "{what}:\n{stdout}");

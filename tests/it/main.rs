@@ -3,6 +3,7 @@
 //! the template's configs, and the CLI binary.
 
 mod alteryx;
+mod assets;
 mod cli;
 mod deploy;
 mod events;
@@ -12,6 +13,7 @@ mod handler;
 mod lambda;
 mod leak;
 mod malformed;
+mod metrics;
 mod mwaa;
 mod props;
 mod rate_limit;

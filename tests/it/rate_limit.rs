@@ -17,6 +17,7 @@ fn every_target_kind_takes_a_rate_limit_and_bad_values_are_named() {
     let limit = "rate_limit: { per_second: 2.5, burst: 3, in_flight: 4 }";
     for target in [
         "airflow: { base_url: 'https://af', dag_id: d",
+        "airflow_asset: { base_url: 'https://af', asset: { uri: 's3://b/k' }",
         "alteryx: { api: v3, base_url: 'https://a', workflow_id: w, auth: { bearer: { secret: s } }",
         "webhook: { url: 'https://hook'",
         "workflows: { project: p, location: l, workflow: w, auth: { bearer: { secret: s } }",

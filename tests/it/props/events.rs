@@ -583,7 +583,7 @@ fn check_invariants(parsed: &Result<Parsed, EventError>) -> Result<(), TestCaseE
                 for object in objects {
                     let direct = matches!(
                         object.source,
-                        Source::S3 | Source::SnsS3 | Source::EventBridge
+                        Source::S3 | Source::SnsS3 | Source::EventBridge | Source::Gcs
                     );
                     prop_assert_eq!(direct, parsed.invocation == Invocation::Direct);
                     prop_assert_eq!(&object.record_id, &message.id);
