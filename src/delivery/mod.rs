@@ -1,7 +1,8 @@
 //! Delivery: one event × target, from the rendered request to a [`Delivered`]. Resolve the
-//! target's root, build, then a thin loop: sign, send through the transport, read the answer
-//! into a [`Verdict`], and ask the pure [`RetryPolicy::step`] what next. Failures stay typed
-//! ([`Failure`]) until the report renders them.
+//! target's root, build, then a thin loop: wait for the target's rate limit (never past the
+//! cutoff), sign, send through the transport, read the answer into a [`Verdict`], and ask the
+//! pure [`RetryPolicy::step`] what next. Failures stay typed ([`Failure`]) until the report
+//! renders them.
 
 mod retry;
 
@@ -18,7 +19,7 @@ use crate::clock::Clock;
 use crate::http::{ClearTextGuard, Printable, Sent, Transport, Verdict};
 use crate::secrets::SecretCache;
 use crate::store::{Claim, Done, Key, Store, StoreError, Takeover};
-use crate::targets::{BaseUrlError, Built, Endpoint, Pending, TargetError};
+use crate::targets::{BaseUrlError, Built, Endpoint, Pending, TargetError, Throttled};
 use crate::template::RenderContext;
 
 pub use retry::{RetryPolicy, Step};
@@ -286,6 +287,24 @@ struct Claimed<'s> {
     token: String,
 }
 
+/// A request the target's rate limit held back past the cutoff: not sent, retryable later
+/// (Lambda's or SQS's retry). On a retry, the failure before it leads the reason.
+fn throttled_out(
+    throttled: Throttled,
+    sends: u32,
+    retrying: Option<(String, Option<u16>)>,
+) -> Delivered {
+    let (reason, http_status) = match retrying {
+        Some((before, status)) => (format!("{before}; then {throttled}"), status),
+        None => (throttled.to_string(), None),
+    };
+    Delivered::new(
+        Ending::Failed(Failure::OutOfTime(reason)),
+        sends,
+        http_status,
+    )
+}
+
 /// Everything delivering needs, borrowed from the app for one invocation.
 pub struct Delivery<'a> {
     /// Where requests go (the network, or the dry-run printer).
@@ -466,9 +485,23 @@ impl<'a> Delivery<'a> {
         // `sends` is what the report says: every request that went out.
         let mut attempt = 0;
         let mut sends = 0;
+        // Why the attempt before is being retried, and its status: what a retry that the rate
+        // limit holds back past the cutoff reports.
+        let mut retrying: Option<(String, Option<u16>)> = None;
         let mut built = std::borrow::Cow::Borrowed(built);
         loop {
             attempt += 1;
+            // This request's turn at the target's rate limit, taken before signing (so a
+            // signature or token is fresh when it goes) and held until the attempt ends: its
+            // check and follow-up requests included, token requests not. Dry runs wait for
+            // nothing.
+            let slot = match transport.reaches_network() {
+                true => match endpoint.limiter.acquire(cutoff).await {
+                    Ok(slot) => Some(slot),
+                    Err(throttled) => return throttled_out(throttled, sends, retrying),
+                },
+                false => None,
+            };
             let timeout = match cutoff {
                 Some(cutoff) => self
                     .attempt_timeout
@@ -499,6 +532,8 @@ impl<'a> Delivery<'a> {
                 let failure = match step {
                     Step::Wait(wait) => {
                         tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, %error, "signing failed; retrying");
+                        drop(slot);
+                        retrying = Some((reason, retrying.and_then(|(_, status)| status)));
                         tokio::time::sleep(wait).await;
                         continue;
                     }
@@ -568,12 +603,15 @@ impl<'a> Delivery<'a> {
                     endpoint.auth.refresh().await;
                     refreshed = true;
                     attempt -= 1;
+                    retrying = Some((verdict.into_reason(), http_status));
                     tracing::info!("401: dropped the cached token, signing again");
                     continue;
                 }
                 Step::Wait(wait) => {
                     let reason = verdict.into_reason();
                     tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, %reason, "retrying");
+                    drop(slot);
+                    retrying = Some((reason, http_status));
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -1242,6 +1280,229 @@ mod tests {
             delivered.detail()
         );
         assert_eq!(script.times.lock().unwrap().len(), 3);
+    }
+
+    /// A webhook with `rate_limit` (YAML flow mapping).
+    fn limited(rate_limit: &str, policy: RetryPolicy) -> Setup {
+        let yaml =
+            format!("webhook: {{ url: 'http://127.0.0.1:9/hook', rate_limit: {rate_limit} }}");
+        let target: TargetConfig = serde_saphyr::from_str(&yaml).unwrap();
+        let mut templates = Templates::new();
+        let endpoint = target.build("t", &mut templates).unwrap();
+        Setup {
+            endpoint,
+            templates,
+            policy,
+            store: None,
+        }
+    }
+
+    /// Answers 200 after `delay`, counting the requests it holds at once.
+    #[derive(Debug, Default)]
+    struct Slow {
+        delay: Duration,
+        /// (now, most at once, in all)
+        counts: Mutex<(u32, u32, u32)>,
+    }
+
+    impl Transport for Slow {
+        fn send<'a>(&'a self, _: &'a Request, _: Duration) -> BoxFuture<'a, Sent> {
+            Box::pin(async move {
+                {
+                    let mut counts = self.counts.lock().unwrap();
+                    counts.0 += 1;
+                    counts.1 = counts.1.max(counts.0);
+                    counts.2 += 1;
+                }
+                tokio::time::sleep(self.delay).await;
+                self.counts.lock().unwrap().0 -= 1;
+                Sent::Answered(Answer::new(StatusCode::OK, ""))
+            })
+        }
+
+        fn reaches_network(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn twenty_deliveries_at_five_per_second_start_200_ms_apart() {
+        let setup = limited("{ per_second: 5, burst: 1 }", RetryPolicy::default());
+        let script = Script::new(&[(200, None); 20]);
+        let started = Instant::now();
+        let deliveries = (0..20).map(|i| deliver(&setup, &script, None, i));
+        let delivered = futures_util::future::join_all(deliveries).await;
+        assert!(
+            delivered.iter().all(|d| d.status() == Status::Triggered),
+            "{:?}",
+            delivered.iter().map(Delivered::detail).collect::<Vec<_>>()
+        );
+        let times = script.times.lock().unwrap();
+        let offsets: Vec<Duration> = times.iter().map(|at| *at - started).collect();
+        let want: Vec<Duration> = (0..20).map(|i| Duration::from_millis(200 * i)).collect();
+        assert_eq!(offsets, want);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_takes_a_turn_too() {
+        let setup = limited("{ per_second: 5 }", policy(3, 10, 10, 2000));
+        let script = Script::new(&[(503, None), (200, None)]);
+        let delivered = deliver(&setup, &script, None, 1).await;
+        assert_eq!(delivered.status(), Status::Triggered);
+        assert_eq!(delivered.attempts, 2);
+        let times = script.times.lock().unwrap();
+        assert_eq!(
+            times[1] - times[0],
+            Duration::from_millis(200),
+            "the backoff is at most 10 ms; the rate makes it 200"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_two_never_has_more_than_two_requests_at_the_target() {
+        let setup = limited("{ in_flight: 2 }", RetryPolicy::default());
+        let slow = Slow {
+            delay: Duration::from_millis(100),
+            ..Slow::default()
+        };
+        let started = Instant::now();
+        let deliveries = (0..10).map(|i| deliver(&setup, &slow, None, i));
+        let delivered = futures_util::future::join_all(deliveries).await;
+        assert!(delivered.iter().all(|d| d.status() == Status::Triggered));
+        let (now, most, all) = *slow.counts.lock().unwrap();
+        assert_eq!((now, most, all), (0, 2, 10));
+        // Two at a time, not one: five rounds of 100 ms.
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+        assert_eq!(setup.endpoint.limiter.free_slots(), Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backoff_gives_the_slot_back_while_it_waits() {
+        let setup = limited("{ in_flight: 1 }", policy(3, 10, 10, 2000));
+        // The first to go gets 503 and is asked to wait a second; the other goes meanwhile.
+        let script = Script::new(&[(503, Some("1")), (200, None), (200, None)]);
+        let started = Instant::now();
+        let (first, second) = tokio::join!(
+            deliver(&setup, &script, None, 1),
+            deliver(&setup, &script, None, 1)
+        );
+        assert_eq!(first.status(), Status::Triggered);
+        assert_eq!(second.status(), Status::Triggered);
+        let times = script.times.lock().unwrap();
+        let offsets: Vec<Duration> = times.iter().map(|at| *at - started).collect();
+        assert_eq!(
+            offsets,
+            [Duration::ZERO, Duration::ZERO, Duration::from_secs(1)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_past_the_cutoff_is_out_of_time_and_sends_nothing() {
+        // Deadline in 3 s, margin 2 s: the cutoff is 1 s away, and so is the second turn.
+        let setup = limited("{ per_second: 1 }", policy(4, 10, 50, 2000));
+        let script = Script::new(&[(200, None)]);
+        let started = Instant::now();
+        let deadline = Some(started + Duration::from_secs(3));
+        let (first, second) = tokio::join!(
+            deliver(&setup, &script, deadline, 1),
+            deliver(&setup, &script, deadline, 1)
+        );
+        assert_eq!(first.status(), Status::Triggered);
+        assert_eq!(second.status(), Status::Failed);
+        assert!(second.retryable());
+        assert_eq!(second.attempts, 0);
+        assert_eq!(
+            second.detail(),
+            "not sent: this target's next turn at 1 per second is 1000 ms away, past the cutoff \
+             (rate_limit.per_second) (no time left before the deadline to retry)"
+        );
+        assert_eq!(script.times.lock().unwrap().len(), 1);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "nothing waited for in vain"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_held_back_past_the_cutoff_reports_what_it_retried() {
+        // The 503 is retried after at most 10 ms, but the next turn is at 1 s: past the cutoff.
+        let setup = limited("{ per_second: 1 }", policy(4, 10, 10, 2000));
+        let script = Script::new(&[(503, None)]);
+        let deadline = Some(Instant::now() + Duration::from_millis(2900));
+        let delivered = deliver(&setup, &script, deadline, 1).await;
+        assert!(delivered.retryable());
+        assert_eq!(delivered.attempts, 1);
+        assert_eq!(delivered.http_status, Some(503));
+        assert!(
+            delivered
+                .detail()
+                .starts_with("HTTP 503; then not sent: this target's next turn at 1 per second"),
+            "{}",
+            delivered.detail()
+        );
+        assert_eq!(script.times.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_busy_until_the_cutoff_is_out_of_time_and_sends_nothing() {
+        let setup = limited("{ in_flight: 1 }", policy(4, 10, 50, 2000));
+        let slow = Slow {
+            delay: Duration::from_secs(5),
+            ..Slow::default()
+        };
+        let started = Instant::now();
+        let deadline = Some(started + Duration::from_secs(3));
+        let waiting = async {
+            // Let the first take the slot.
+            tokio::task::yield_now().await;
+            let delivered = deliver(&setup, &slow, deadline, 2).await;
+            (delivered, started.elapsed())
+        };
+        let (first, (second, waited)) = tokio::join!(deliver(&setup, &slow, None, 1), waiting);
+        assert_eq!(first.status(), Status::Triggered);
+        assert_eq!(
+            second.detail(),
+            "not sent: this target's 1 in-flight slot(s) stayed busy until the cutoff \
+             (rate_limit.in_flight) (no time left before the deadline to retry)"
+        );
+        assert!(second.retryable());
+        assert_eq!(waited, Duration::from_secs(1), "waited until the cutoff");
+        assert_eq!(slow.counts.lock().unwrap().2, 1, "one request in all");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_cut_off_by_the_time_cap_gives_its_slot_back() {
+        let setup = limited(
+            "{ in_flight: 1, per_second: 10 }",
+            policy(4, 200, 5000, 2000),
+        );
+        let deadline = Some(Instant::now() + Duration::from_secs(10));
+        let cut = deliver(&setup, &Hang, deadline, 1).await;
+        assert!(
+            cut.detail().starts_with("no outcome yet"),
+            "{}",
+            cut.detail()
+        );
+        assert_eq!(setup.endpoint.limiter.free_slots(), Some(1));
+        let script = Script::new(&[(200, None)]);
+        let deadline = Some(Instant::now() + Duration::from_secs(10));
+        let next = deliver(&setup, &script, deadline, 2).await;
+        assert_eq!(next.status(), Status::Triggered, "{}", next.detail());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dry_runs_are_not_limited() {
+        let setup = limited("{ per_second: 1, in_flight: 1 }", RetryPolicy::default());
+        let started = Instant::now();
+        let deliveries = (0..5).map(|i| deliver(&setup, &DryRun, None, i));
+        let delivered = futures_util::future::join_all(deliveries).await;
+        assert!(delivered.iter().all(|d| d.status() == Status::DryRun));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // And they used no turn: a real request goes at once.
+        let script = Script::new(&[(200, None)]);
+        deliver(&setup, &script, None, 9).await;
+        assert_eq!(script.times.lock().unwrap()[0], started);
     }
 
     #[tokio::test]

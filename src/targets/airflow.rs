@@ -49,6 +49,8 @@ pub struct AirflowConfig {
     /// How to authenticate; default none.
     #[serde(default = "no_auth")]
     pub auth: AuthConfig,
+    /// Requests per second and in flight to it, per warm container; default unlimited.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }
 
 pub(super) fn no_auth() -> AuthConfig {

@@ -53,6 +53,8 @@ pub struct AirflowAssetConfig {
     /// How to authenticate; default none.
     #[serde(default = "no_auth")]
     pub auth: AuthConfig,
+    /// Requests per second and in flight to it, per warm container; default unlimited.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }
 
 /// The asset, compiled.

@@ -64,6 +64,8 @@ pub struct AlteryxConfig {
     pub retry_on_timeout: bool,
     /// `oauth1` (v1 only), `oauth2`, or `bearer`.
     pub auth: AuthConfig,
+    /// Requests per second and in flight to it, per warm container; default unlimited.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }
 
 /// A configured Alteryx target.

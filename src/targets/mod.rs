@@ -1,14 +1,15 @@
 //! Targets: the orchestrators we start runs on. Each file holds one [`Target`], which owns only
 //! what differs: `build` (one event's rendered request, as plain data) and `interpret` (the
-//! orchestrator's answer). What every target shares (its signer, base URL, whether repeating a
-//! request is safe, and which auth schemes it accepts) is declared as data in [`Facts`] and
-//! lives in one [`Endpoint`]. This is the only room that matches on the kind of target.
+//! orchestrator's answer). What every target shares (its signer, base URL, rate limit, whether
+//! repeating a request is safe, and which auth schemes it accepts) is declared as data in
+//! [`Facts`] and lives in one [`Endpoint`]. This is the only room that matches on the kind of target.
 
 mod airflow;
 mod airflow_asset;
 mod alteryx;
 mod base_url;
 mod mwaa;
+mod rate_limit;
 pub mod run_id;
 mod webhook;
 mod workflows;
@@ -30,6 +31,7 @@ pub use airflow_asset::{AirflowAssetConfig, AssetRef};
 pub use alteryx::{AlteryxApi, AlteryxConfig, Question};
 pub use base_url::{BaseUrl, BaseUrlConfig, BaseUrlError, PLACEHOLDER_BASE};
 pub use mwaa::{MAX_PATH as MWAA_MAX_PATH, MwaaConfig};
+pub use rate_limit::{Limiter, RateLimitConfig, Slot, Throttled};
 pub use webhook::WebhookConfig;
 pub use workflows::{
     EXECUTIONS_ENDPOINT, MAX_ARGUMENT_BYTES, WorkflowsCallbackConfig, WorkflowsConfig,
@@ -64,6 +66,8 @@ struct Facts<'a> {
     accepts: &'static [AuthKind],
     /// Its `auth:`.
     auth: &'a AuthConfig,
+    /// Its `rate_limit:`, if any.
+    rate_limit: Option<&'a RateLimitConfig>,
     /// Where its URL comes from, and the field that says so.
     base: Base<'a>,
     /// Whether repeating a request that may have arrived is safe: the target deduplicates
@@ -92,6 +96,7 @@ impl TargetConfig {
                 kind: "Airflow",
                 accepts: AuthKind::ALL,
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("base_url", &config.base_url),
                 idempotent: true,
             },
@@ -100,6 +105,7 @@ impl TargetConfig {
                 kind: "Airflow",
                 accepts: AuthKind::ALL,
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("base_url", &config.base_url),
                 idempotent: false,
             },
@@ -107,6 +113,7 @@ impl TargetConfig {
                 kind: "Alteryx",
                 accepts: &[A::Oauth1, A::Oauth2, A::Bearer],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("base_url", &config.base_url),
                 idempotent: config.retry_on_timeout,
             },
@@ -114,6 +121,7 @@ impl TargetConfig {
                 kind: "a webhook",
                 accepts: &[A::None, A::Basic, A::Bearer, A::Oauth2, A::AwsSigv4],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::WithQuery("url", &config.url),
                 idempotent: false,
             },
@@ -121,6 +129,7 @@ impl TargetConfig {
                 kind: "Workflows",
                 accepts: &[A::GoogleAccessToken, A::Bearer],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Default(
                     "endpoint",
                     config.endpoint.as_deref(),
@@ -132,6 +141,7 @@ impl TargetConfig {
                 kind: "Workflows",
                 accepts: &[A::GoogleAccessToken, A::Bearer],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Config("url", &config.url),
                 idempotent: false,
             },
@@ -139,6 +149,7 @@ impl TargetConfig {
                 kind: "MWAA",
                 accepts: &[A::AwsSigv4],
                 auth: &config.auth,
+                rate_limit: config.rate_limit.as_ref(),
                 base: Base::Derived("endpoint", config.endpoint()),
                 idempotent: true,
             },
@@ -164,6 +175,7 @@ impl TargetConfig {
         if let Some(url) = facts.auth.token_url() {
             base_url::parse_base_url(&format!("{name}.auth.token_url"), url)?;
         }
+        let limiter = Limiter::new(name, facts.rate_limit)?;
         let base_url = match facts.base {
             Base::Config(field, config) => BaseUrl::new(&format!("{name}.{field}"), config)?,
             Base::WithQuery(field, url) => BaseUrl::with_query(&format!("{name}.{field}"), url)?,
@@ -205,6 +217,7 @@ impl TargetConfig {
         Ok(Endpoint {
             description: target.describe(),
             auth: Auth::new(facts.auth),
+            limiter,
             base_url,
             idempotent: facts.idempotent,
             allow_http: false,
@@ -259,6 +272,8 @@ pub struct Endpoint {
     pub target: Box<dyn Target>,
     /// Signs this target's requests (and keeps its token, if it has one).
     pub auth: Auth,
+    /// Its `rate_limit:`, shared by every invocation of this warm container.
+    pub limiter: Limiter,
     /// Where the URL comes from.
     pub base_url: BaseUrl,
     /// Whether repeating a request that may have arrived is safe.

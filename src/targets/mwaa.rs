@@ -43,6 +43,8 @@ pub struct MwaaConfig {
     pub endpoint: Option<String>,
     /// Derived: SigV4 as the function's role, signing name `airflow`, in `region`.
     pub auth: AuthConfig,
+    /// Requests per second and in flight to it, per warm container; default unlimited.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }
 
 /// `mwaa:` as written.
@@ -59,6 +61,7 @@ struct RawMwaa {
     logical_date: Option<String>,
     note: Option<String>,
     endpoint: Option<String>,
+    rate_limit: Option<super::RateLimitConfig>,
 }
 
 fn v1() -> AirflowApi {
@@ -81,6 +84,7 @@ impl From<RawMwaa> for MwaaConfig {
             logical_date: raw.logical_date,
             note: raw.note,
             endpoint: raw.endpoint,
+            rate_limit: raw.rate_limit,
         }
     }
 }
@@ -150,6 +154,8 @@ impl Mwaa {
             logical_date: config.logical_date.clone(),
             note: config.note.clone(),
             auth: AuthConfig::None,
+            // The limit is the MWAA endpoint's, kept by its own `Endpoint`.
+            rate_limit: None,
         };
         Ok(Mwaa {
             airflow: Airflow::new(&inner, name, templates)?.with_credentials(format!(

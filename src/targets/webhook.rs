@@ -31,6 +31,8 @@ pub struct WebhookConfig {
     /// How to authenticate: `none` (default), `basic`, `bearer`, `oauth2` (with `token_url`).
     #[serde(default = "no_auth")]
     pub auth: AuthConfig,
+    /// Requests per second and in flight to it, per warm container; default unlimited.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }
 
 fn default_method() -> String {

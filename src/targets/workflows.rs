@@ -32,6 +32,8 @@ pub struct WorkflowsConfig {
     pub endpoint: Option<String>,
     /// `google_access_token` (or `bearer`).
     pub auth: AuthConfig,
+    /// Requests per second and in flight to it, per warm container; default unlimited.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }
 
 /// `target: { workflows_callback: {...} }`: deliver to a waiting execution's callback.
@@ -47,6 +49,8 @@ pub struct WorkflowsCallbackConfig {
     pub body: Option<Value>,
     /// `google_access_token` (or `bearer`).
     pub auth: AuthConfig,
+    /// Requests per second and in flight to it, per warm container; default unlimited.
+    pub rate_limit: Option<super::RateLimitConfig>,
 }
 
 fn default_method() -> String {
