@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CaBundle, Config, Route};
-use crate::delivery::{Delivered, Delivery, Status};
+use crate::delivery::{Delivered, Delivery, Failure, Status};
 use crate::event::{Body, Invocation, Message, ObjectEvent, Parsed};
 use crate::http::{DryRun, Network, Transport, parse_ca_bundle};
 use crate::report::{
@@ -369,7 +369,15 @@ async fn run(
             settled: false,
             elapsed_ms,
         };
-        if outcome.failed() && records.is_final(&outcome.delivered, message) {
+        if records.repeats_may_have_run(&outcome.delivered) {
+            // Under Lambda, the delivery that marked this record ambiguous wrote its final
+            // "may have run" record; a redelivery (an S3 duplicate, a message redelivered for
+            // another target's sake) acknowledges it without writing a second one.
+            tracing::warn!(
+                "may have run: recorded by the delivery that sent it; not recorded again"
+            );
+            outcome.settled = true;
+        } else if outcome.failed() && records.is_final(&outcome.delivered, message) {
             let record = records.record(message, render, endpoint, &outcome, started_at);
             let fate = records.write(&record).await;
             outcome.settled = fate == RecordFate::Queued || record.may_have_run;
@@ -408,6 +416,13 @@ impl Records<'_> {
                     )
             }
         }
+    }
+
+    /// Whether this is a platform redelivery finding the idempotency record ambiguous: the
+    /// delivery that marked it wrote the one failure record (the CLI, where an operator asked
+    /// for this run, writes it again).
+    fn repeats_may_have_run(&self, delivered: &Delivered) -> bool {
+        self.app.platform_retries && matches!(delivered.failure(), Some(Failure::MayHaveRun { .. }))
     }
 
     fn record(

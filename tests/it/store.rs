@@ -211,6 +211,37 @@ async fn a_request_that_may_have_arrived_is_never_sent_again_blindly() {
     assert_eq!(posts(&server, "/audit").await, 1);
 }
 
+/// Under Lambda, one "may have run" record per delivery: the delivery that sent the request
+/// wrote it; a redelivery (an S3 duplicate, or a message redelivered because another target
+/// failed) that finds the record ambiguous acknowledges without writing another.
+#[tokio::test]
+async fn under_lambda_a_redelivery_does_not_record_may_have_run_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(2)))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/audit"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let table = table().await;
+    let app = store_app(&server, &table, "").under_lambda();
+    let first = invoke(&app, "s3-put.json").await.unwrap();
+    assert_eq!(statuses(&first), ["failed", "triggered"], "{first}");
+    assert_eq!(first["outcomes"][0]["failure_record"], "logged", "{first}");
+    let again = invoke(&app, "s3-put.json").await.unwrap();
+    assert_eq!(statuses(&again), ["failed", "already_triggered"], "{again}");
+    assert_eq!(again["outcomes"][0]["retryable"], false);
+    assert!(
+        again["outcomes"][0].get("failure_record").is_none(),
+        "recorded once, by the first delivery: {again}"
+    );
+    assert_eq!(posts(&server, "/hook").await, 1);
+}
+
 #[tokio::test]
 async fn a_missing_table_sends_nothing_and_says_how_to_make_it() {
     let server = MockServer::start().await;
