@@ -6,9 +6,6 @@ use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use bucket_trigger::event;
 use bucket_trigger::store::DynamoDb;
 use futures_util::StreamExt;
@@ -17,7 +14,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{app, moto, moto_env, root, unique};
+use crate::support::{app, dynamodb, idempotency_table, moto, moto_env, root, unique};
 
 /// Key characters sent as they are in a URL path; `/` separates segments, `+` is encoded (a
 /// server may read a bare `+` as a space).
@@ -110,43 +107,6 @@ async fn put_all(bucket: &str, keys: &[String]) -> Vec<String> {
         .buffered(16)
         .collect()
         .await
-}
-
-fn dynamodb() -> aws_sdk_dynamodb::Client {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .endpoint_url(moto())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
-}
-
-async fn table() -> String {
-    let name = unique("backfill-records");
-    dynamodb()
-        .create_table()
-        .table_name(&name)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    name
 }
 
 async fn items(table: &str) -> usize {
@@ -255,7 +215,7 @@ async fn backfill_triggers_exactly_what_no_live_event_did_and_then_nothing() {
     );
 
     let server = webhook().await;
-    let table = table().await;
+    let table = idempotency_table("backfill-records").await;
     let config_text = config(&server, Some(&table));
 
     // Live S3 events (sequencer, ETag and size, as S3 sends them) for the even-numbered half.
@@ -528,7 +488,7 @@ async fn a_dry_run_lists_for_real_and_sends_nothing() {
     let keys_put: Vec<String> = (0..25).map(|n| format!("in/{n:02}.csv")).collect();
     put_all(&bucket, &keys_put).await;
     let server = webhook().await;
-    let table = table().await;
+    let table = idempotency_table("backfill-records").await;
     let config = config(&server, Some(&table));
     let out = bucket_trigger(
         &["backfill", &format!("s3://{bucket}/in/"), "--dry-run"],

@@ -3,54 +3,13 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use bucket_trigger::app::App;
 use bucket_trigger::store::DynamoDb;
 use serde_json::Value;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{app, invoke, moto, unique};
-
-fn client() -> aws_sdk_dynamodb::Client {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
-        .endpoint_url(moto())
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
-}
-
-/// A fresh table as the README says to make it: partition key `pk` (a string).
-async fn table() -> String {
-    let name = unique("bucket-trigger-records");
-    client()
-        .create_table()
-        .table_name(&name)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    name
-}
+use crate::support::{app, dynamodb, idempotency_table, invoke};
 
 /// Webhooks `hook` (and `audit`, for fan-out) on `server`, recorded in `table`.
 fn store_app(server: &MockServer, table: &str, settings: &str) -> App {
@@ -64,7 +23,7 @@ routes:
 ",
         server.uri()
     );
-    app(&config, "{}").with_store(Box::new(DynamoDb::new(client())))
+    app(&config, "{}").with_store(Box::new(DynamoDb::new(dynamodb())))
 }
 
 fn statuses(report: &Value) -> Vec<&str> {
@@ -101,7 +60,7 @@ async fn a_redelivered_object_is_sent_once_and_a_failed_target_alone_is_sent_aga
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let table = table().await;
+    let table = idempotency_table("bucket-trigger-records").await;
     let app = store_app(&server, &table, "");
 
     let error = invoke(&app, "s3-put.json").await.unwrap_err();
@@ -144,7 +103,7 @@ async fn concurrent_deliveries_of_one_object_send_it_once() {
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(300)))
         .mount(&server)
         .await;
-    let table = table().await;
+    let table = idempotency_table("bucket-trigger-records").await;
     let (a, b) = (
         store_app(&server, &table, ""),
         store_app(&server, &table, ""),
@@ -186,7 +145,7 @@ async fn a_request_that_may_have_arrived_is_never_sent_again_blindly() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let table = table().await;
+    let table = idempotency_table("bucket-trigger-records").await;
     let app = store_app(&server, &table, "");
     let first = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(statuses(&first), ["failed", "triggered"], "{first}");
@@ -227,7 +186,7 @@ async fn under_lambda_a_redelivery_does_not_record_may_have_run_again() {
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
-    let table = table().await;
+    let table = idempotency_table("bucket-trigger-records").await;
     let app = store_app(&server, &table, "").under_lambda();
     let first = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(statuses(&first), ["failed", "triggered"], "{first}");
