@@ -137,9 +137,16 @@ pub(super) async fn sign_as_role(
     signer.sign(request, cx.clock.now()).await
 }
 
-/// This process's AWS credentials, from the shared configuration's provider chain (cached by
-/// it: environment variables in Lambda, the container or instance role elsewhere).
+/// This process's AWS credentials, from the shared configuration's provider chain (in
+/// Lambda: environment variables; elsewhere maybe an instance or container endpoint). Kept
+/// until five minutes before they expire, so a signed request per delivery (MWAA) does not
+/// ask the chain each time.
 pub async fn aws_credentials() -> Result<Credentials, AuthError> {
+    static CACHED: tokio::sync::Mutex<Option<Credentials>> = tokio::sync::Mutex::const_new(None);
+    let mut cached = CACHED.lock().await;
+    if let Some(credentials) = cached.as_ref().filter(|c| fresh(c, SystemTime::now())) {
+        return Ok(credentials.clone());
+    }
     let unavailable = |message: String| AuthError::TokenUnavailable {
         url: "(AWS credentials)".to_owned(),
         message,
@@ -148,10 +155,21 @@ pub async fn aws_credentials() -> Result<Credentials, AuthError> {
         .await
         .credentials_provider()
         .ok_or_else(|| unavailable("no AWS credentials provider is configured".to_owned()))?;
-    provider
+    let credentials = provider
         .provide_credentials()
         .await
-        .map_err(|e| unavailable(format!("no AWS credentials: {e}")))
+        .map_err(|e| unavailable(format!("no AWS credentials: {e}")))?;
+    *cached = Some(credentials.clone());
+    Ok(credentials)
+}
+
+/// Whether `credentials` may still be used at `now`: no expiry, or more than five minutes left.
+fn fresh(credentials: &Credentials, now: SystemTime) -> bool {
+    credentials.expiry().is_none_or(|expiry| {
+        expiry
+            .duration_since(now)
+            .is_ok_and(|left| left > std::time::Duration::from_secs(300))
+    })
 }
 
 /// The region of the shared AWS configuration (`AWS_REGION`, the profile, ...), if any.
@@ -212,6 +230,20 @@ mod tests {
             "printing never shows the key"
         );
         assert!(format!("{request:?}").contains("\"authorization\": \"****\""));
+    }
+
+    #[test]
+    fn cached_credentials_are_used_until_five_minutes_before_they_expire() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let expiring = |left: u64| {
+            Credentials::new("a", "s", None, Some(now + Duration::from_secs(left)), "t")
+        };
+        assert!(fresh(&Credentials::new("a", "s", None, None, "t"), now));
+        assert!(fresh(&expiring(301), now));
+        assert!(!fresh(&expiring(300), now));
+        assert!(!fresh(&expiring(0), now));
+        let expired = Credentials::new("a", "s", None, Some(now - Duration::from_secs(1)), "t");
+        assert!(!fresh(&expired, now));
     }
 
     #[test]
