@@ -1317,7 +1317,7 @@ async fn run_mode(args: &Args, world: &World, store: bool) -> ModeResult {
     }));
     let mut containers = Vec::new();
     for _ in 0..CONTAINERS {
-        let app = app(&config, &secrets).await.under_lambda();
+        let app = app(&config, &secrets).await.with_platform_retries();
         containers.push(tokio::spawn(container(app, platform.clone())));
     }
     for container in containers {

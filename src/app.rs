@@ -153,10 +153,11 @@ impl App {
         self
     }
 
-    /// The same app, serving Lambda: a retryable failure is left to the platform's retries
-    /// (Lambda's for direct invocations, SQS's until `max_receive_count`) rather than recorded.
+    /// The same app, serving a platform that redelivers what fails: Lambda (its retries for
+    /// direct invocations, SQS's until `max_receive_count`) or an HTTP push (Pub/Sub's
+    /// redeliveries). A retryable failure is left to the platform rather than recorded.
     /// Without this (the CLI), every failure is final and gets its failure record.
-    pub fn under_lambda(mut self) -> App {
+    pub fn with_platform_retries(mut self) -> App {
         self.platform_retries = true;
         self
     }
@@ -377,7 +378,7 @@ async fn run(
                 "may have run: recorded by the delivery that sent it; not recorded again"
             );
             outcome.settled = true;
-        } else if outcome.failed() && records.is_final(&outcome.delivered, message) {
+        } else if outcome.failed() && records.is_final(&outcome.delivered, message, endpoint) {
             let record = records.record(message, render, endpoint, &outcome, started_at);
             let fate = records.write(&record).await;
             outcome.settled = fate == RecordFate::Queued || record.may_have_run;
@@ -397,17 +398,24 @@ struct Records<'a> {
 }
 
 impl Records<'_> {
-    /// Whether nothing else will deliver this again: a permanent failure; any failure from the
-    /// CLI; under SQS, a retryable one on the message's last receive (`max_receive_count`),
+    /// Whether nothing else will deliver this again: a permanent failure (but one a push
+    /// rejects for Pub/Sub to redeliver); any failure from the CLI; under SQS, a retryable one on the message's last receive (`max_receive_count`),
     /// when a queue can take the record instead of the dead-letter queue. A retryable failure
     /// of a direct invocation is Lambda's to retry; its on-failure destination then holds it.
-    fn is_final(&self, delivered: &Delivered, message: &Message) -> bool {
-        if !delivered.retryable() || !self.app.platform_retries {
+    fn is_final(&self, delivered: &Delivered, message: &Message, endpoint: &Endpoint) -> bool {
+        if !self.app.platform_retries {
             return true;
+        }
+        if !delivered.retryable() {
+            // A push answered 4xx comes back until the subscription's dead-letter policy
+            // takes it: the dead-letter topic is its record, not one more per redelivery.
+            return !(self.invocation == Invocation::Push && endpoint.reject_permanent);
         }
         let settings = &self.app.config.settings;
         match self.invocation {
-            Invocation::Direct => false,
+            // Lambda's retries, then its on-failure destination; Pub/Sub's redeliveries, then
+            // its dead-letter topic.
+            Invocation::Direct | Invocation::Push => false,
             Invocation::SqsBatch => {
                 settings.failure_queue.is_some()
                     && matches!(

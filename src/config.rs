@@ -133,6 +133,49 @@ pub struct RawSettings {
     pub max_receive_count: Option<u32>,
     /// CloudWatch metrics (Embedded Metric Format lines in the log) under Lambda.
     pub metrics: Option<RawMetrics>,
+    /// HTTP push endpoints (Pub/Sub push, Eventarc) served on a Lambda function URL or by
+    /// `bucket-trigger serve`, each with how its pusher is authenticated.
+    #[serde(default)]
+    pub push: Vec<RawPushEndpoint>,
+}
+
+/// One entry of `settings.push:` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPushEndpoint {
+    /// The request path this entry serves (default `/`).
+    pub path: Option<String>,
+    /// The Google-signed OIDC token Pub/Sub push authentication (or Eventarc) puts in
+    /// `Authorization: Bearer`.
+    pub oidc: Option<RawOidc>,
+    /// The verification token in the query string (`?token=...`), kept in a secret.
+    pub token: Option<RawSecretField>,
+    /// Accept pushes without either check (only behind something that checks them).
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+}
+
+/// `settings.push[].oidc:` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    /// The `aud` the subscription's `--push-auth-token-audience` sets (default there: the
+    /// push endpoint's URL).
+    pub audience: String,
+    /// The `email` claim: the subscription's `--push-auth-service-account`.
+    pub service_account: String,
+    /// Google's signing keys, as JWKS (default `https://www.googleapis.com/oauth2/v3/certs`).
+    pub certs_url: Option<String>,
+}
+
+/// `{ secret, field }`: a value kept in a secret (its field of a JSON secret, else the whole).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretField {
+    /// Secret id.
+    pub secret: String,
+    /// Field of a JSON secret; default: the whole secret.
+    pub field: Option<String>,
 }
 
 /// `settings.metrics:` as written.
@@ -237,6 +280,22 @@ pub struct RawRoute {
     pub allow_http: bool,
     /// DynamoDB table keeping this route's idempotency records (else `settings.idempotency_table`).
     pub idempotency_table: Option<String>,
+    /// What an HTTP push (Pub/Sub, Eventarc) is answered when a delivery fails permanently:
+    /// `acknowledge` (default: 2xx and a failure record; one bad object must not loop) or
+    /// `reject` (4xx: Pub/Sub redelivers until its dead-letter policy moves it aside).
+    #[serde(default)]
+    pub on_permanent_failure: OnPermanentFailure,
+}
+
+/// A route's `on_permanent_failure`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPermanentFailure {
+    /// Answer 2xx and write a failure record.
+    #[default]
+    Acknowledge,
+    /// Answer 4xx and leave the message to Pub/Sub's dead-letter topic.
+    Reject,
 }
 
 /// Compiled settings.
@@ -264,6 +323,33 @@ pub struct Settings {
     pub max_receive_count: Option<u32>,
     /// CloudWatch metrics.
     pub metrics: MetricsSettings,
+    /// HTTP push endpoints, each with its checks.
+    pub push: Vec<PushEndpoint>,
+}
+
+/// Google's signing keys for the OIDC tokens it mints, as a JSON Web Key Set.
+pub const GOOGLE_CERTS_URL: &str = "https://www.googleapis.com/oauth2/v3/certs";
+
+/// A compiled `settings.push` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushEndpoint {
+    /// The request path it serves, e.g. `/` or `/pubsub`.
+    pub path: String,
+    /// The OIDC token check, if on.
+    pub oidc: Option<OidcCheck>,
+    /// The secret holding the verification token (`?token=`), if that check is on.
+    pub token: Option<(String, Option<String>)>,
+}
+
+/// What a pusher's Google-signed OIDC token must say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcCheck {
+    /// The `aud` claim.
+    pub audience: String,
+    /// The `email` claim (verified).
+    pub service_account: String,
+    /// Where Google's keys are published (JWKS).
+    pub certs_url: Url,
 }
 
 impl Settings {
@@ -503,6 +589,8 @@ impl Config {
                         .map_err(|e| target_invalid(&name, e, ""))?;
                 }
                 endpoint.allow_http = route.allow_http;
+                endpoint.reject_permanent =
+                    route.on_permanent_failure == OnPermanentFailure::Reject;
                 endpoint.idempotency_table = route
                     .idempotency_table
                     .clone()
@@ -531,6 +619,13 @@ impl Config {
         if let CaBundle::Secret { secret, .. } = &settings.ca_bundle {
             secret_ids.push(secret.clone());
         }
+        secret_ids.extend(
+            settings
+                .push
+                .iter()
+                .filter_map(|endpoint| endpoint.token.as_ref())
+                .map(|(secret, _)| secret.clone()),
+        );
         secret_ids.sort();
         secret_ids.dedup();
         Ok(Config {
@@ -644,6 +739,7 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
                 namespace,
             }
         },
+        push: compile_push(&raw.push)?,
     };
     let positive = [
         ("settings.max_concurrency", settings.max_concurrency as u64),
@@ -767,6 +863,94 @@ fn env_nonempty(name: &str) -> Option<String> {
         .ok()
         .map(|value| value.trim().to_owned())
         .filter(|value| !value.is_empty())
+}
+
+/// `settings.push`: paths unique and absolute, and every endpoint authenticated unless it
+/// says `allow_unauthenticated: true`.
+fn compile_push(raw: &[RawPushEndpoint]) -> Result<Vec<PushEndpoint>, (String, String)> {
+    let mut endpoints: Vec<PushEndpoint> = Vec::with_capacity(raw.len());
+    for (index, entry) in raw.iter().enumerate() {
+        let here = format!("settings.push[{index}]");
+        let path = entry.path.clone().unwrap_or_else(|| "/".to_owned());
+        if !path.starts_with('/') || path.contains(['?', '#']) {
+            return Err((
+                format!("{here}.path"),
+                format!("{path:?} must be a path such as / or /pubsub (no query)"),
+            ));
+        }
+        if endpoints.iter().any(|other| other.path == path) {
+            return Err((
+                format!("{here}.path"),
+                format!("{path:?} is served by an earlier entry"),
+            ));
+        }
+        let oidc = match &entry.oidc {
+            None => None,
+            Some(oidc) => {
+                Some(compile_oidc(oidc).map_err(|(f, m)| (format!("{here}.oidc.{f}"), m))?)
+            }
+        };
+        let token = match &entry.token {
+            None => None,
+            Some(token) if token.secret.trim().is_empty() => {
+                return Err((
+                    format!("{here}.token.secret"),
+                    "must not be empty".to_owned(),
+                ));
+            }
+            Some(token) => Some((token.secret.clone(), token.field.clone())),
+        };
+        if oidc.is_none() && token.is_none() && !entry.allow_unauthenticated {
+            return Err((
+                here,
+                "says nothing of how pushes are authenticated: give `oidc` (the Google-signed \
+                 token of Pub/Sub push authentication or Eventarc) and/or `token` (the \
+                 ?token= verification token, kept in a secret), or `allow_unauthenticated: \
+                 true` behind something that checks them"
+                    .to_owned(),
+            ));
+        }
+        endpoints.push(PushEndpoint { path, oidc, token });
+    }
+    Ok(endpoints)
+}
+
+fn compile_oidc(raw: &RawOidc) -> Result<OidcCheck, (String, String)> {
+    if raw.audience.trim().is_empty() {
+        return Err((
+            "audience".to_owned(),
+            "must not be empty (the subscription's --push-auth-token-audience; by default \
+             the push endpoint's URL)"
+                .to_owned(),
+        ));
+    }
+    if !raw.service_account.contains('@') {
+        return Err((
+            "service_account".to_owned(),
+            format!(
+                "{:?} is not a service account's email (NAME@PROJECT.iam.gserviceaccount.com)",
+                raw.service_account
+            ),
+        ));
+    }
+    let text = raw.certs_url.as_deref().unwrap_or(GOOGLE_CERTS_URL);
+    let certs_url =
+        Url::parse(text).map_err(|e| ("certs_url".to_owned(), format!("{text:?}: {e}")))?;
+    match certs_url.scheme() {
+        "https" => {}
+        "http" if crate::http::clear_text_host(&certs_url).is_none() => {}
+        _ => {
+            return Err((
+                "certs_url".to_owned(),
+                format!("{text:?} must be https:// (http:// only to this machine)"),
+            ));
+        }
+    }
+    Ok(OidcCheck {
+        audience: raw.audience.clone(),
+        service_account: raw.service_account.clone(),
+        certs_url,
+    })
 }
 
 /// An SQS queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`; plain `http://` only to

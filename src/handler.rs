@@ -1,10 +1,10 @@
 //! Handler: one Lambda invocation. Parses the payload, has the [`App`] process it, and answers
-//! in the shape the invoker expects: `batchItemFailures` for SQS, the report for direct
-//! invocations, or an error for retryable failures of direct (asynchronous) invocations so
-//! Lambda's retries and on-failure destination take over; prints the invocation's metric
-//! lines. Only here do errors become Lambda diagnostics.
+//! in the shape the invoker expects: `batchItemFailures` for SQS; the report for direct
+//! invocations, or an error for their retryable failures so Lambda's retries and on-failure
+//! destination take over; an HTTP answer for a function URL's push (through
+//! [`crate::ingress`]). Prints the invocation's metric lines. Only here do errors become
+//! Lambda diagnostics.
 
-use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_lambda_events::sqs::SqsBatchResponse;
@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::app::App;
 use crate::clock::Clock;
 use crate::event::{self, Invocation};
+use crate::ingress::{self, Ingress, PushResponse};
 use crate::metrics;
 use crate::report::Report;
 
@@ -27,22 +28,31 @@ pub enum Answer {
     Batch(SqsBatchResponse),
     /// To a direct invocation: what was done.
     Report(Report),
+    /// To a function URL request: `statusCode`, `headers`, `body`.
+    Http(Value),
 }
 
-/// Handles one invocation.
+/// Handles one invocation, with no push endpoint and no metric lines.
 pub async fn handle(app: &App, event: LambdaEvent<Value>) -> Result<Answer, Diagnostic> {
-    handle_with_metrics(app, event, None).await
+    handle_with(app, None, event, None).await
 }
 
-/// Handles one invocation and, given a CloudWatch namespace, prints its metrics on stdout
-/// (one Embedded Metric Format line per route × target, see [`crate::metrics`]) before
-/// answering.
-pub async fn handle_with_metrics(
+/// Handles one invocation. A function URL request goes to `ingress` (the push endpoints of
+/// `settings.push`; without any, it is answered 404 and nothing runs); any other payload is an
+/// event. Given a CloudWatch namespace, prints the invocation's metrics on stdout (one
+/// Embedded Metric Format line per route × target, see [`crate::metrics`]) before answering.
+pub async fn handle_with(
     app: &App,
+    ingress: Option<&Ingress>,
     event: LambdaEvent<Value>,
     metrics: Option<&str>,
 ) -> Result<Answer, Diagnostic> {
     let deadline = deadline_instant(event.context.deadline, app.clock());
+    if ingress::is_function_url(&event.payload) {
+        return Ok(Answer::Http(
+            function_url(app, ingress, &event.payload, deadline, metrics).await,
+        ));
+    }
     let parsed = event::parse(event.payload).map_err(|error| {
         tracing::error!(%error, "unusable event");
         Diagnostic {
@@ -51,39 +61,51 @@ pub async fn handle_with_metrics(
         }
     })?;
     let report = app.process(&parsed, deadline).await;
-    if let Some(namespace) = metrics {
-        let now = app.clock().now();
-        // The log shares stdout: holding its lock keeps every line whole.
-        if let Err(error) = write_metrics(&report, namespace, now, &mut std::io::stdout().lock()) {
-            tracing::warn!(%error, "metric lines not written");
-        }
-    }
+    print_metrics(app, &report, metrics);
     respond(report)
 }
 
-/// Writes the report's metric documents to `out`, one line each, in one write (a locked
-/// stdout or stderr keeps them whole among other writers' lines); nothing for a report with
-/// no delivery.
-pub fn write_metrics(
-    report: &Report,
-    namespace: &str,
-    now: std::time::SystemTime,
-    out: &mut dyn Write,
-) -> std::io::Result<()> {
-    let timestamp_ms = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
-        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-    });
-    let documents = metrics::emf(report, namespace, timestamp_ms);
-    if documents.is_empty() {
-        return Ok(());
+/// A function URL request, answered as one.
+async fn function_url(
+    app: &App,
+    ingress: Option<&Ingress>,
+    payload: &Value,
+    deadline: Option<Instant>,
+    metrics: Option<&str>,
+) -> Value {
+    let request = match ingress::from_function_url(payload) {
+        Ok(request) => request,
+        Err(reason) => {
+            tracing::error!(%reason, "unusable function URL request");
+            return ingress::to_function_url(&PushResponse::error(400, &reason));
+        }
+    };
+    let Some(ingress) = ingress.filter(|ingress| !ingress.is_empty()) else {
+        tracing::warn!(
+            path = %request.path,
+            "function URL request, but settings.push names no endpoint: refused"
+        );
+        return ingress::to_function_url(&PushResponse::error(
+            404,
+            "this function serves no push endpoint (settings.push is empty)",
+        ));
+    };
+    let (response, report) = ingress.answer(app, &request, deadline).await;
+    if let Some(report) = &report {
+        print_metrics(app, report, metrics);
     }
-    let mut text = String::new();
-    for document in documents {
-        text.push_str(&document.to_string());
-        text.push('\n');
+    ingress::to_function_url(&response)
+}
+
+/// Prints the report's metric lines on stdout, given a namespace.
+fn print_metrics(app: &App, report: &Report, metrics: Option<&str>) {
+    if let Some(namespace) = metrics {
+        let now = app.clock().now();
+        // The log shares stdout: holding its lock keeps every line whole.
+        if let Err(error) = metrics::write(report, namespace, now, &mut std::io::stdout().lock()) {
+            tracing::warn!(%error, "metric lines not written");
+        }
     }
-    out.write_all(text.as_bytes())?;
-    out.flush()
 }
 
 /// Turns a report into the invocation's answer.
@@ -91,7 +113,9 @@ pub fn respond(report: Report) -> Result<Answer, Diagnostic> {
     tracing::info!(summary = ?report.summary, "invocation done");
     match report.invocation {
         Invocation::SqsBatch => Ok(Answer::Batch(report.sqs_response())),
-        Invocation::Direct => {
+        // A push comes through [`crate::ingress`], which answers in HTTP; as a direct payload
+        // (`invoke` of a push file) it is answered the same way.
+        Invocation::Direct | Invocation::Push => {
             let retryable: Vec<String> = report
                 .retryable_failures()
                 .map(|o| {
@@ -170,7 +194,7 @@ mod tests {
             vec![],
         );
         let mut out = Vec::new();
-        write_metrics(
+        metrics::write(
             &report,
             "NS",
             ManualClock::at(1_764_000_000).now(),
@@ -197,7 +221,7 @@ mod tests {
 
         let mut out = Vec::new();
         let empty = Report::new(Invocation::Direct, 0, vec![], vec![], vec![]);
-        write_metrics(&empty, "NS", ManualClock::at(0).now(), &mut out).unwrap();
+        metrics::write(&empty, "NS", ManualClock::at(0).now(), &mut out).unwrap();
         assert!(out.is_empty());
     }
 

@@ -20,6 +20,7 @@ pub mod event;
 pub mod glob;
 pub mod handler;
 pub mod http;
+pub mod ingress;
 pub mod listing;
 pub mod metrics;
 pub mod replay;

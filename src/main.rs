@@ -11,6 +11,7 @@ use bucket_trigger::auth::aws_region;
 use bucket_trigger::clock::SystemClock;
 use bucket_trigger::config::Config;
 use bucket_trigger::http::Network;
+use bucket_trigger::ingress::{self, Ingress};
 use bucket_trigger::secrets::{ParameterStore, SecretSource};
 use bucket_trigger::{SecretsWanted, backfill, event, handler, listing, metrics, secret_source};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -22,6 +23,8 @@ USAGE:
     bucket-trigger                         run as an AWS Lambda function (AWS_LAMBDA_RUNTIME_API set)
     bucket-trigger invoke EVENT_FILE [--config FILE] [--secrets-file FILE] [--dry-run] [--timeout SECONDS] [--metrics]
     bucket-trigger validate [--config FILE]
+    bucket-trigger serve [--port PORT] [--host ADDRESS] [--config FILE] [--secrets-file FILE]
+                         [--timeout SECONDS] [--metrics]
     bucket-trigger replay [FILE|-]... [--queue QUEUE_URL] [--config FILE] [--secrets-file FILE] [--dry-run]
                           [--timeout SECONDS] [--limit N] [--resend-may-have-run]
     bucket-trigger backfill s3://BUCKET[/PREFIX] [--config FILE] [--secrets-file FILE] [--dry-run]
@@ -34,6 +37,14 @@ invoke    runs one event file (any supported shape) through the same code path a
           --timeout SECONDS (default 60) bounds the whole delivery, retries and waits asked
           for by Retry-After included, as the deadline bounds a Lambda invocation.
 validate  checks a config and prints its routes; exit 2 on an error naming the route and field.
+serve     an HTTP server for Cloud Storage pushes (Pub/Sub push subscriptions, Eventarc), for
+          Cloud Run: each endpoint of settings.push checks its pusher (Google-signed OIDC
+          token, ?token=) before anything runs. Listens on --host (default 127.0.0.1; 0.0.0.0
+          in a container) and --port, else $PORT, else 8080. Answers 200 when every delivery
+          succeeded, already had, or failed for good (with a failure record), 503 when one may
+          succeed on retry (Pub/Sub delivers again), 401/403 to a pusher not let in.
+          --timeout SECONDS (default 50) per push: keep it under the subscription's ack
+          deadline. Stops on SIGTERM or Ctrl-C once the pushes in flight are answered.
 replay    runs failed deliveries again through the same routes (and idempotency table): failure
           records from files, stdin (-) or log lines, Lambda on-failure destination records,
           dead-lettered SQS bodies or event files; --queue drains an SQS failure queue, deleting
@@ -74,10 +85,21 @@ enum Command {
     Validate {
         config: Option<PathBuf>,
     },
+    Serve(ServeArgs),
     Replay(ReplayArgs),
     Backfill(BackfillArgs),
     Help,
     Version,
+}
+
+/// `serve`'s arguments.
+struct ServeArgs {
+    host: String,
+    port: Option<u16>,
+    config: Option<PathBuf>,
+    secrets: Option<PathBuf>,
+    timeout: Duration,
+    metrics: bool,
 }
 
 /// `replay`'s arguments.
@@ -109,6 +131,9 @@ fn parse_args() -> Result<Command, lexopt::Error> {
     }
     if sub == "backfill" {
         return parse_backfill(parser);
+    }
+    if sub == "serve" {
+        return parse_serve(parser);
     }
     if !matches!(sub.as_str(), "invoke" | "validate" | "lambda") {
         // An unknown command is an error whatever follows it (`replay --help` included).
@@ -148,6 +173,31 @@ fn parse_args() -> Result<Command, lexopt::Error> {
         "lambda" => Ok(Command::Lambda),
         other => Err(format!("unknown command {other:?}").into()),
     }
+}
+
+fn parse_serve(mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut args = ServeArgs {
+        host: "127.0.0.1".to_owned(),
+        port: None,
+        config: None,
+        secrets: None,
+        timeout: Duration::from_secs(50),
+        metrics: false,
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("host") => args.host = parser.value()?.string()?,
+            Long("port") | Short('p') => args.port = Some(parser.value()?.parse()?),
+            Long("config") | Short('c') => args.config = Some(parser.value()?.into()),
+            Long("secrets-file") => args.secrets = Some(parser.value()?.into()),
+            Long("timeout") => args.timeout = parse_timeout(parser.value()?)?,
+            Long("metrics") => args.metrics = true,
+            Long("help") | Short('h') => return Ok(Command::Help),
+            other => return Err(other.unexpected()),
+        }
+    }
+    Ok(Command::Serve(args))
 }
 
 fn parse_timeout(value: std::ffi::OsString) -> Result<Duration, lexopt::Error> {
@@ -223,6 +273,7 @@ fn main() -> ExitCode {
             }
             Command::Lambda => lambda().await.map(|()| ExitCode::SUCCESS),
             Command::Validate { config } => validate(config).await,
+            Command::Serve(args) => serve(args).await,
             Command::Replay(args) => replay(args).await,
             Command::Invoke {
                 event,
@@ -260,18 +311,102 @@ async fn lambda() -> Result<()> {
     // Metric lines on by default under Lambda; a dry run sends nothing worth counting.
     let metrics_on = metrics_switch(config.settings.metrics.enabled)? && !dry_run;
     // The app lives as long as the process; leaking it gives every worker a plain reference.
-    let app = build_app(config, source, dry_run).await?.under_lambda();
+    let app = build_app(config, source, dry_run)
+        .await?
+        .with_platform_retries();
     let app: &'static App = Box::leak(Box::new(app));
+    // Function URL requests: only to the endpoints of settings.push, each checking its pusher.
+    let ingress: Option<&'static Ingress> = match app.config.settings.push.is_empty() {
+        true => None,
+        false => Some(Box::leak(Box::new(ingress_for(&app.config)?))),
+    };
     let namespace = metrics_on.then_some(app.config.settings.metrics.namespace.as_str());
     // One invocation at a time on classic Lambda; as many as AWS_LAMBDA_MAX_CONCURRENCY
     // asks on Lambda Managed Instances (and under `cargo lambda watch`, which sets it).
     lambda_runtime::run_concurrent(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            handler::handle_with_metrics(app, event, namespace).await
+            handler::handle_with(app, ingress, event, namespace).await
         },
     ))
     .await
     .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
+}
+
+/// The push endpoints of `config`, with a client of their own for Google's keys.
+fn ingress_for(config: &Config) -> Result<Ingress> {
+    let network = Network::new(&config.settings.network())
+        .context("cannot build the HTTP client that fetches Google's keys")?;
+    Ok(Ingress::new(&config.settings.push, Box::new(network)))
+}
+
+/// `serve`: pushes over plain HTTP until SIGTERM or Ctrl-C.
+async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::load(args.config.as_deref(), &ParameterStore::from_env()).await?;
+    if config.settings.push.is_empty() {
+        anyhow::bail!(
+            "serve needs push endpoints: settings.push lists each path with how its pusher is \
+             authenticated (oidc: the Google-signed token of a push subscription or Eventarc; \
+             token: the ?token= verification token), e.g.\n  settings:\n    push:\n      - \
+             path: /\n        oidc: {{ audience: https://SERVICE-URL/, service_account: \
+             PUSHER@PROJECT.iam.gserviceaccount.com }}"
+        );
+    }
+    let port = match args.port {
+        Some(port) => port,
+        None => match std::env::var("PORT") {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .with_context(|| format!("PORT={text:?} is not a port number"))?,
+            Err(_) => 8080,
+        },
+    };
+    let address = format!("{}:{port}", args.host);
+    let ingress = ingress_for(&config)?;
+    let namespace =
+        metrics_switch(args.metrics)?.then(|| config.settings.metrics.namespace.clone());
+    let source = secret_source(args.secrets.as_deref(), secrets_wanted(&config, false))?;
+    let app = build_app(config, source, false)
+        .await?
+        .with_platform_retries();
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let bound = listener.local_addr().map_or(address, |a| a.to_string());
+    tracing::info!(address = %bound, "serving pushes");
+    eprintln!("bucket-trigger serve: listening on http://{bound}");
+    let options = ingress::ServeOptions {
+        timeout: args.timeout,
+        metrics: namespace,
+    };
+    ingress::serve(
+        listener,
+        std::sync::Arc::new(app),
+        std::sync::Arc::new(ingress),
+        options,
+        shutdown_signal(),
+    )
+    .await
+    .context("serve failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (Cloud Run, Kubernetes, `docker stop`) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown asked");
 }
 
 /// Said when a dry run signs with placeholders.
@@ -369,8 +504,8 @@ async fn invoke(
     let config = Config::load(config.as_deref(), &ParameterStore::from_env()).await?;
     let bytes = std::fs::read(&event_path)
         .with_context(|| format!("cannot read {}", event_path.display()))?;
-    let parsed = event::parse_bytes(&bytes)
-        .with_context(|| format!("event file {}", event_path.display()))?;
+    let parsed =
+        read_event_file(&bytes).with_context(|| format!("event file {}", event_path.display()))?;
     let source = secret_source(secrets.as_deref(), secrets_wanted(&config, dry_run))?;
     if source.placeholders() {
         eprintln!("note: {PLACEHOLDER_NOTE}");
@@ -387,7 +522,7 @@ async fn invoke(
     let report = app.process(&parsed, deadline).await;
     if let Some(namespace) = namespace {
         let now = app.clock().now();
-        handler::write_metrics(&report, &namespace, now, &mut std::io::stderr().lock())?;
+        metrics::write(&report, &namespace, now, &mut std::io::stderr().lock())?;
     }
     out(format_args!("{}", serde_json::to_string_pretty(&report)?));
     Ok(if report.has_failures() {
@@ -395,6 +530,24 @@ async fn invoke(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// An event file of any shape `invoke` takes; a function URL request (payload 2.0) is run by
+/// its push's body, its authentication unchecked (the function URL and `serve` check it).
+fn read_event_file(bytes: &[u8]) -> Result<event::Parsed> {
+    let value: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(value) => value,
+        Err(_) => return Ok(event::parse_bytes(bytes)?),
+    };
+    if !ingress::is_function_url(&value) {
+        return Ok(event::parse(value)?);
+    }
+    eprintln!(
+        "note: a function URL request: its push is run; its authentication is not checked \
+         here (the function URL and serve check it)"
+    );
+    let request = ingress::from_function_url(&value).map_err(anyhow::Error::msg)?;
+    Ok(ingress::read_push(&request)?)
 }
 
 /// `replay`: reads every input first (a bad file fails before anything is sent), then replays

@@ -2,7 +2,10 @@
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>):
 //! one per route × target that had outcomes, counting each ending, the extra attempts, the
 //! ambiguous failures and each delivery's latency, under the dimensions `Route` + `Target` and
-//! none (the total, for alarms). Pure: the handler prints them, one line each.
+//! none (the total, for alarms), written one line each.
+
+use std::io::Write;
+use std::time::UNIX_EPOCH;
 
 use serde_json::{Map, Value, json};
 
@@ -140,6 +143,31 @@ fn document(
 
 fn cut(text: &str) -> String {
     text.chars().take(MAX_DIMENSION_CHARS).collect()
+}
+
+/// Writes the report's metric documents to `out`, one line each, in one write (a locked
+/// stdout or stderr keeps them whole among other writers' lines); nothing for a report with
+/// no delivery.
+pub fn write(
+    report: &Report,
+    namespace: &str,
+    now: std::time::SystemTime,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let timestamp_ms = now.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    });
+    let documents = emf(report, namespace, timestamp_ms);
+    if documents.is_empty() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    for document in documents {
+        text.push_str(&document.to_string());
+        text.push('\n');
+    }
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 #[cfg(test)]

@@ -179,7 +179,8 @@ pub enum Body {
 /// One unit of acknowledgement: an SQS message, or the whole payload of a direct invocation.
 #[derive(Debug)]
 pub struct Message {
-    /// The SQS message id; `None` for direct invocations.
+    /// The SQS message id, or the Pub/Sub message id (CloudEvent id) of a push; `None` for
+    /// direct invocations.
     pub id: Option<String>,
     /// What the message held, or why it could not be read.
     pub body: Result<Body, EventError>,
@@ -197,6 +198,9 @@ pub enum Invocation {
     Direct,
     /// An SQS event source mapping; failures are reported per message as `batchItemFailures`.
     SqsBatch,
+    /// An HTTP push (Pub/Sub push subscription, Eventarc) to a function URL or to
+    /// `bucket-trigger serve`: the status code acknowledges or asks for redelivery.
+    Push,
 }
 
 /// A parsed invocation payload.
@@ -256,6 +260,44 @@ pub fn parse(value: Value) -> Result<Parsed, EventError> {
             body: Ok(body),
             original,
             receive_count: None,
+        }],
+    })
+}
+
+/// Parses the JSON body of an HTTP push: a Pub/Sub push envelope or a structured CloudEvent
+/// (a binary-mode CloudEvent, rebuilt from its `ce-*` headers). AWS shapes are refused: they
+/// do not arrive by push, and accepting them would let a push endpoint be fed S3 events.
+/// The envelope's `deliveryAttempt` (set when the subscription has a dead-letter policy)
+/// becomes the message's receive count.
+pub fn parse_push(value: Value) -> Result<Parsed, EventError> {
+    let body = if gcs::is_push(&value) {
+        gcs::parse_push(&value)?
+    } else if gcs::is_cloud_event(&value) {
+        gcs::parse_cloud_event(&value)?
+    } else {
+        return Err(EventError::UnknownShape {
+            found: format!(
+                "{} (an HTTP push takes only Cloud Storage events)",
+                describe(&value)
+            ),
+        });
+    };
+    let receive_count = value
+        .get("deliveryAttempt")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok());
+    let id = value
+        .pointer("/message/messageId")
+        .or_else(|| value.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(Parsed {
+        invocation: Invocation::Push,
+        messages: vec![Message {
+            id,
+            body: Ok(body),
+            original: value,
+            receive_count,
         }],
     })
 }

@@ -221,6 +221,7 @@ impl TargetConfig {
             base_url,
             idempotent: facts.idempotent,
             allow_http: false,
+            reject_permanent: false,
             warnings: Warnings::default(),
             idempotency_table: None,
             lookups: tokio::sync::Mutex::new(()),
@@ -280,6 +281,10 @@ pub struct Endpoint {
     pub idempotent: bool,
     /// Whether `http://` may leave this machine (the route's `allow_http`).
     pub allow_http: bool,
+    /// Whether an HTTP push whose delivery here failed permanently is answered 4xx (so that
+    /// Pub/Sub redelivers it and its dead-letter topic takes it) rather than acknowledged with
+    /// a failure record (the route's `on_permanent_failure: reject`).
+    pub reject_permanent: bool,
     /// Warnings from [`Target::follow_up`], kept a while per warm container.
     pub warnings: Warnings,
     /// The DynamoDB table keeping this target's idempotency records (the route's, else the

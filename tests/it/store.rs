@@ -187,7 +187,7 @@ async fn under_lambda_a_redelivery_does_not_record_may_have_run_again() {
         .mount(&server)
         .await;
     let table = idempotency_table("bucket-trigger-records").await;
-    let app = store_app(&server, &table, "").under_lambda();
+    let app = store_app(&server, &table, "").with_platform_retries();
     let first = invoke(&app, "s3-put.json").await.unwrap();
     assert_eq!(statuses(&first), ["failed", "triggered"], "{first}");
     assert_eq!(first["outcomes"][0]["failure_record"], "logged", "{first}");
