@@ -403,7 +403,8 @@ impl Records<'_> {
     /// when a queue can take the record instead of the dead-letter queue. A retryable failure
     /// of a direct invocation is Lambda's to retry; its on-failure destination then holds it.
     fn is_final(&self, delivered: &Delivered, message: &Message, endpoint: &Endpoint) -> bool {
-        if !self.app.platform_retries {
+        // A push is always redelivered by its pusher when not acknowledged, whoever serves it.
+        if !self.app.platform_retries && self.invocation != Invocation::Push {
             return true;
         }
         if !delivered.retryable() {

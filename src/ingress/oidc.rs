@@ -316,6 +316,130 @@ fn parse_jwks(body: &str) -> Result<HashMap<String, DecodingKey>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Answer;
+    use futures_util::future::BoxFuture;
+    use reqwest::StatusCode;
+    use std::sync::Mutex;
+
+    const JWKS: &str = include_str!("../../tests/fixtures/test-rsa-jwks.json");
+    const KEY: &[u8] = include_bytes!("../../tests/fixtures/test-rsa-key.pem");
+    const NOW: u64 = 1_764_057_600;
+
+    /// Google's certs endpoint: answers with what the test set, counting the fetches.
+    #[derive(Debug, Default)]
+    struct Certs {
+        answer: Mutex<Option<String>>,
+        fetches: Mutex<usize>,
+    }
+
+    impl Transport for Certs {
+        fn send<'a>(&'a self, _: &'a Request, _: Duration) -> BoxFuture<'a, Sent> {
+            *self.fetches.lock().unwrap() += 1;
+            let sent = match self.answer.lock().unwrap().clone() {
+                Some(body) => Sent::Answered(Answer::new(StatusCode::OK, body)),
+                None => Sent::Answered(Answer::new(StatusCode::SERVICE_UNAVAILABLE, "")),
+            };
+            Box::pin(std::future::ready(sent))
+        }
+
+        fn reaches_network(&self) -> bool {
+            true
+        }
+    }
+
+    fn verifier() -> Verifier {
+        Verifier::new(OidcCheck {
+            audience: "https://push.example/".into(),
+            service_account: "push@p.iam.gserviceaccount.com".into(),
+            certs_url: Url::parse("https://www.googleapis.com/oauth2/v3/certs").unwrap(),
+        })
+    }
+
+    fn token(kid: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some(kid.to_owned());
+        let claims = serde_json::json!({
+            "iss": "https://accounts.google.com", "aud": "https://push.example/",
+            "email": "push@p.iam.gserviceaccount.com", "email_verified": true,
+            "iat": NOW, "exp": NOW + 3600,
+        });
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(KEY).unwrap();
+        format!(
+            "Bearer {}",
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        )
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(NOW + seconds)
+    }
+
+    /// Google publishes a new key (here: renamed) while the old set is cached: the first token
+    /// naming it fetches the keys again, once; an unknown id just after is refused without a
+    /// fetch; keys already held serve while Google cannot be reached.
+    #[tokio::test(start_paused = true)]
+    async fn keys_are_fetched_again_for_a_new_key_id_at_most_every_30_seconds() {
+        let certs = Certs::default();
+        *certs.answer.lock().unwrap() = Some(JWKS.to_owned());
+        let verifier = verifier();
+        let email = verifier
+            .verify(Some(&token("test-key-1")), &certs, at(0))
+            .await;
+        assert_eq!(email.unwrap(), "push@p.iam.gserviceaccount.com");
+        assert_eq!(*certs.fetches.lock().unwrap(), 1);
+
+        // Rotation: the same key under a new id.
+        *certs.answer.lock().unwrap() = Some(JWKS.replace("test-key-1", "test-key-2"));
+        let refused = verifier
+            .verify(Some(&token("test-key-2")), &certs, at(1))
+            .await;
+        assert!(
+            matches!(refused, Err(Rejection::Unauthorized(ref r)) if r.contains("does not publish")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            *certs.fetches.lock().unwrap(),
+            1,
+            "within 30 s of a fetch: no other"
+        );
+        tokio::time::advance(REFETCH_AFTER).await;
+        let rotated = verifier
+            .verify(Some(&token("test-key-2")), &certs, at(31))
+            .await;
+        assert!(rotated.is_ok(), "{rotated:?}");
+        assert_eq!(*certs.fetches.lock().unwrap(), 2);
+        // Cached now, until its max-age (one hour, Google's answer saying nothing).
+        verifier
+            .verify(Some(&token("test-key-2")), &certs, at(32))
+            .await
+            .unwrap();
+        assert_eq!(*certs.fetches.lock().unwrap(), 2);
+
+        // Stale, and Google down: the key held serves; an unknown one is "try again" (503).
+        tokio::time::advance(DEFAULT_MAX_AGE).await;
+        *certs.answer.lock().unwrap() = None;
+        let stale = verifier
+            .verify(Some(&token("test-key-2")), &certs, at(3620))
+            .await;
+        assert!(stale.is_ok(), "{stale:?}");
+        tokio::time::advance(REFETCH_AFTER).await;
+        let unknown = verifier
+            .verify(Some(&token("test-key-3")), &certs, at(3625))
+            .await;
+        assert!(
+            matches!(unknown, Err(Rejection::Unavailable(_))),
+            "{unknown:?}"
+        );
+        // Expired against the clock passed in, whatever the cache holds.
+        *certs.answer.lock().unwrap() = Some(JWKS.replace("test-key-1", "test-key-2"));
+        let late = verifier
+            .verify(Some(&token("test-key-2")), &certs, at(3600 + 31))
+            .await;
+        assert_eq!(
+            late,
+            Err(Rejection::Unauthorized("the token has expired".into()))
+        );
+    }
 
     #[test]
     fn max_age_is_read_among_other_directives() {

@@ -17,6 +17,7 @@ mod malformed;
 mod metrics;
 mod mwaa;
 mod props;
+mod push;
 mod rate_limit;
 mod runtime;
 mod secrets_manager;
