@@ -7,6 +7,9 @@
 //! - `"external_account"` with `credential_source.environment_id = "aws1"` (Workload Identity
 //!   Federation, no stored key): [`super::google_sts`] exchanges the function's AWS identity for
 //!   a federated token, which [`super::google_iam`] turns into the service account's token.
+//!
+//! On Google Cloud itself, `metadata_server: true` instead of a secret asks the metadata
+//! server ([`super::google_metadata`]) for the attached service account's tokens.
 
 use futures_util::future::BoxFuture;
 use reqwest::Url;
@@ -14,15 +17,20 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::token::{Token, TokenSource, Wanted};
-use super::{AuthError, CLOUD_PLATFORM, SignContext, google_iam, google_key, google_sts};
+use super::{
+    AuthError, CLOUD_PLATFORM, SignContext, google_iam, google_key, google_metadata, google_sts,
+};
 use crate::secrets::SecretString;
 
-/// `auth: { google_access_token: { secret, field, scopes } }`.
+/// `auth: { google_access_token: { secret, field, scopes } }`, or `{ metadata_server: true }`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleAccessTokenConfig {
     /// Secret holding the credential JSON (service-account key or external-account config).
-    pub secret: String,
+    pub secret: Option<String>,
+    /// Ask the metadata server instead (on Google Cloud: Cloud Run, GCE, GKE).
+    #[serde(default)]
+    pub metadata_server: bool,
     /// Field of a JSON secret holding the credential JSON; default: the whole secret.
     pub field: Option<String>,
     /// Scopes; default `https://www.googleapis.com/auth/cloud-platform`.
@@ -30,12 +38,16 @@ pub struct GoogleAccessTokenConfig {
     pub scopes: Vec<String>,
 }
 
-/// `auth: { google_id_token: { secret, field, audience } }`.
+/// `auth: { google_id_token: { secret, field, audience } }`, or `{ metadata_server: true,
+/// audience }`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct GoogleIdTokenConfig {
     /// Secret holding the credential JSON.
-    pub secret: String,
+    pub secret: Option<String>,
+    /// Ask the metadata server instead (on Google Cloud: Cloud Run, GCE, GKE).
+    #[serde(default)]
+    pub metadata_server: bool,
     /// Field of a JSON secret holding the credential JSON; default: the whole secret.
     pub field: Option<String>,
     /// The token's audience: for Identity-Aware Proxy, the IAP OAuth client id.
@@ -46,10 +58,28 @@ fn default_scopes() -> Vec<String> {
     vec![CLOUD_PLATFORM.to_owned()]
 }
 
+/// Where the credentials are: exactly one of `secret` and `metadata_server: true`.
+pub(super) fn check_source(secret: Option<&str>, metadata_server: bool) -> Result<(), String> {
+    match (secret, metadata_server) {
+        (Some(_), true) => Err("give `secret` or `metadata_server: true`, not both".to_owned()),
+        (None, false) => Err(
+            "needs `secret` (a service-account key or Workload Identity Federation config) \
+             or, on Google Cloud, `metadata_server: true`"
+                .to_owned(),
+        ),
+        (Some(secret), false) if secret.trim().is_empty() => {
+            Err("secret must not be empty".to_owned())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Google tokens from a credential JSON kept in a secret.
 #[derive(Debug)]
 pub(super) struct Google {
     secret: String,
+    /// Tokens from the metadata server, not from a secret.
+    metadata_server: bool,
     field: Option<String>,
     wanted: Wanted,
 }
@@ -58,7 +88,8 @@ impl Google {
     /// Access tokens.
     pub(super) fn access(config: GoogleAccessTokenConfig) -> Self {
         Google {
-            secret: config.secret,
+            secret: config.secret.unwrap_or_default(),
+            metadata_server: config.metadata_server,
             field: config.field,
             wanted: Wanted::Access(config.scopes),
         }
@@ -67,7 +98,8 @@ impl Google {
     /// ID tokens.
     pub(super) fn id(config: GoogleIdTokenConfig) -> Self {
         Google {
-            secret: config.secret,
+            secret: config.secret.unwrap_or_default(),
+            metadata_server: config.metadata_server,
             field: config.field,
             wanted: Wanted::Id(config.audience),
         }
@@ -97,6 +129,9 @@ impl Google {
     }
 
     async fn mint(&self, cx: &SignContext<'_>) -> Result<Token, AuthError> {
+        if self.metadata_server {
+            return google_metadata::mint(cx, &self.wanted).await;
+        }
         let (kind, parsed) = self.credentials(cx).await?;
         match kind.as_str() {
             "service_account" => {
@@ -129,6 +164,9 @@ impl Google {
     }
 
     async fn token_endpoint(&self, cx: &SignContext<'_>) -> Result<Url, AuthError> {
+        if self.metadata_server {
+            return Ok(google_metadata::url(&self.wanted));
+        }
         if cx.secrets.get(&self.secret).await?.is_placeholder() {
             // A dry run without the key: where a service-account key sends its assertion.
             return Ok(Url::parse(GOOGLE_TOKEN_URL).expect("a valid URL"));

@@ -9,6 +9,7 @@ mod bearer;
 mod google;
 mod google_iam;
 mod google_key;
+mod google_metadata;
 mod google_sts;
 mod oauth1;
 mod oauth2;
@@ -154,6 +155,18 @@ impl AuthConfig {
         self.kind().name()
     }
 
+    /// Checks what serde cannot: a Google scheme names exactly one credential source. The
+    /// error names the field under the scheme and what is wrong.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let (secret, metadata_server) = match self {
+            AuthConfig::GoogleAccessToken(config) => (&config.secret, config.metadata_server),
+            AuthConfig::GoogleIdToken(config) => (&config.secret, config.metadata_server),
+            _ => return Ok(()),
+        };
+        google::check_source(secret.as_deref(), metadata_server)
+            .map_err(|reason| (self.name().to_owned(), reason))
+    }
+
     /// The secret ids this scheme reads.
     pub fn secret_ids(&self) -> Vec<&str> {
         let id = match self {
@@ -163,8 +176,12 @@ impl AuthConfig {
             AuthConfig::AirflowToken(config) => &config.secret,
             AuthConfig::Oauth1(config) => &config.secret,
             AuthConfig::Oauth2(config) => &config.secret,
-            AuthConfig::GoogleAccessToken(config) => &config.secret,
-            AuthConfig::GoogleIdToken(config) => &config.secret,
+            AuthConfig::GoogleAccessToken(config) => {
+                return config.secret.iter().map(String::as_str).collect();
+            }
+            AuthConfig::GoogleIdToken(config) => {
+                return config.secret.iter().map(String::as_str).collect();
+            }
         };
         vec![id.as_str()]
     }

@@ -401,7 +401,13 @@ pub fn clear_text_host(url: &Url) -> Option<String> {
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    (!loopback).then(|| host.to_owned())
+    // The cloud's metadata server is plain HTTP by design, on a link-local address that no
+    // router forwards: what Google's and AWS's own libraries call.
+    let metadata = bare.eq_ignore_ascii_case("metadata.google.internal")
+        || bare
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_link_local());
+    (!loopback && !metadata).then(|| host.to_owned())
 }
 
 /// Why a URL to `host` (from [`clear_text_host`]) is refused, and the two ways out.

@@ -172,6 +172,13 @@ impl TargetConfig {
                 reason: format!("{} takes {accepted}, not {}", facts.kind, auth.name()),
             });
         }
+        facts
+            .auth
+            .check()
+            .map_err(|(scheme, reason)| TargetError::Invalid {
+                field: format!("{name}.auth.{scheme}"),
+                reason,
+            })?;
         if let Some(url) = facts.auth.token_url() {
             base_url::parse_base_url(&format!("{name}.auth.token_url"), url)?;
         }

@@ -568,3 +568,103 @@ async fn a_function_url_without_push_endpoints_runs_nothing() {
     assert!(answer["body"].as_str().unwrap().contains("settings.push"));
     assert_eq!(hits(&target).await, 0);
 }
+
+/// On Cloud Run, `serve` asks the metadata server (here a stand-in named by
+/// `GCE_METADATA_HOST`, as Google's libraries read it) for the attached service account's
+/// tokens: an access token for Composer, an ID token for an Airflow behind IAP. No key.
+#[tokio::test]
+async fn the_metadata_server_gives_composer_and_iap_their_tokens() {
+    const ACCESS: &str = "ya29.metadata-access-token";
+    let metadata = MockServer::start().await;
+    let account = "/computeMetadata/v1/instance/service-accounts/default";
+    Mock::given(method("GET"))
+        .and(path(format!("{account}/token")))
+        .and(wiremock::matchers::header("metadata-flavor", "Google"))
+        .and(wiremock::matchers::query_param(
+            "scopes",
+            "https://www.googleapis.com/auth/cloud-platform",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": ACCESS, "expires_in": 3599, "token_type": "Bearer"}),
+        ))
+        .expect(1)
+        .mount(&metadata)
+        .await;
+    // An ID token as the identity endpoint gives it: the JWT itself, not JSON.
+    let (_, cases) = tokens();
+    let id_token = valid_token(&cases);
+    Mock::given(method("GET"))
+        .and(path(format!("{account}/identity")))
+        .and(wiremock::matchers::header("metadata-flavor", "Google"))
+        .and(wiremock::matchers::query_param(
+            "audience",
+            "iap-client-id.apps.googleusercontent.com",
+        ))
+        .and(wiremock::matchers::query_param("format", "full"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(id_token.clone()))
+        .expect(1)
+        .mount(&metadata)
+        .await;
+    let composer = MockServer::start().await;
+    for (dag, token) in [("composer_dag", ACCESS), ("iap_dag", id_token.as_str())] {
+        Mock::given(method("POST"))
+            .and(path(format!("/api/v2/dags/{dag}/dagRuns")))
+            .and(wiremock::matchers::header(
+                "authorization",
+                format!("Bearer {token}").as_str(),
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"state": "queued"})))
+            .expect(1)
+            .mount(&composer)
+            .await;
+    }
+    let config = format!(
+        "routes:
+  - name: gcs
+    targets:
+      - airflow: {{ base_url: '{0}', dag_id: composer_dag, auth: {{ google_access_token: {{ metadata_server: true }} }} }}
+      - airflow: {{ base_url: '{0}', dag_id: iap_dag, auth: {{ google_id_token: {{ metadata_server: true, audience: iap-client-id.apps.googleusercontent.com }} }} }}
+",
+        composer.uri()
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_bucket-trigger"))
+            .args(["invoke", "events/gcs-pubsub-push.json"])
+            .current_dir(root())
+            .env("BUCKET_TRIGGER_CONFIG", config)
+            .env("GCE_METADATA_HOST", metadata.address().to_string())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["summary"]["triggered"], 2, "{report}");
+    assert!(
+        !stdout.contains(ACCESS) && !stderr.contains(ACCESS),
+        "the token is never printed"
+    );
+}
+
+#[test]
+fn a_google_scheme_names_exactly_one_source_of_credentials() {
+    let error = |auth: &str| {
+        let text = format!(
+            "routes: [{{name: r, target: {{airflow: {{base_url: 'https://composer.example', dag_id: d, auth: {auth}}}}}}}]"
+        );
+        Config::parse(&text, "t.yaml").unwrap_err().to_string()
+    };
+    let neither = error("{google_access_token: {}}");
+    assert!(
+        neither.contains("routes[0] (r).target.auth.google_access_token")
+            && neither.contains("metadata_server: true"),
+        "{neither}"
+    );
+    let both = error("{google_id_token: {secret: s, metadata_server: true, audience: a}}");
+    assert!(both.contains("not both"), "{both}");
+}
