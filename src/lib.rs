@@ -5,7 +5,8 @@
 //! (build the run request, read the answer), [`auth`] (sign it with credentials from
 //! [`secrets`]), [`delivery`] (the retry loop), [`http`] (requests as data, the one status
 //! table, the transport), [`app`] (plan and run an invocation), [`report`] (what it did),
-//! [`metrics`] (the report as CloudWatch metrics) and [`handler`] (the Lambda answer).
+//! [`metrics`] (the report as CloudWatch metrics), [`ingress`] (HTTP pushes: checked, then
+//! processed, answered with a status) and [`handler`] (the Lambda answer).
 //! [`listing`] reads a bucket's objects and [`backfill`] runs them through the app
 //! (`bucket-trigger backfill`); [`replay`] runs failure records again.
 #![deny(missing_docs)]
