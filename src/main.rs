@@ -478,6 +478,26 @@ async fn validate(config: Option<PathBuf>) -> Result<ExitCode> {
     if let Some(queue) = &config.settings.failure_queue {
         out(format_args!("failure records: log and {queue}"));
     }
+    for endpoint in &config.settings.push {
+        let mut checks = Vec::new();
+        if let Some(oidc) = &endpoint.oidc {
+            checks.push(format!(
+                "Google OIDC token of {} for audience {}",
+                oidc.service_account, oidc.audience
+            ));
+        }
+        if let Some((secret, _)) = &endpoint.token {
+            checks.push(format!("?token= from secret {secret}"));
+        }
+        if checks.is_empty() {
+            checks.push("UNAUTHENTICATED (allow_unauthenticated: true)".to_owned());
+        }
+        out(format_args!(
+            "push endpoint {}: {}",
+            endpoint.path,
+            checks.join(" and ")
+        ));
+    }
     if !config.secret_ids.is_empty() {
         out(format_args!(
             "secrets read: {}",

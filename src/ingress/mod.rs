@@ -353,4 +353,26 @@ mod tests {
                 .contains("not valid JSON")
         );
     }
+
+    proptest::proptest! {
+        /// Whatever the body and `ce-*` headers, reading a push ends in events or an error.
+        #[test]
+        fn any_body_and_headers_are_read_or_refused(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            json in "\\{(\"[a-z]{1,8}\": (\"[^\"]{0,12}\"|[0-9]{1,3}|null|\\{\\}|\\[\\])(, )?){0,4}\\}",
+            header in "[ -~]{0,40}",
+            binary: bool,
+        ) {
+            let mut headers = Vec::new();
+            if binary {
+                headers.push(("ce-type".to_owned(), format!("google.cloud.storage.object.v1.{header}")));
+                headers.push(("ce-subject".to_owned(), header.clone()));
+                headers.push(("ce-source".to_owned(), header));
+            }
+            for body in [body, json.into_bytes()] {
+                let request = PushRequest { headers: headers.clone(), body, ..PushRequest::default() };
+                let _ = read_push(&request);
+            }
+        }
+    }
 }

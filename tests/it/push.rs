@@ -668,3 +668,63 @@ fn a_google_scheme_names_exactly_one_source_of_credentials() {
     let both = error("{google_id_token: {secret: s, metadata_server: true, audience: a}}");
     assert!(both.contains("not both"), "{both}");
 }
+
+#[test]
+fn validate_lists_each_push_endpoint_and_its_checks() {
+    let config = "settings:
+  push:
+    - oidc: { audience: 'https://a.example/', service_account: 'p@x.iam.gserviceaccount.com' }
+      token: { secret: push-token }
+    - path: /open
+      allow_unauthenticated: true
+routes: [{name: r, target: {webhook: {url: 'https://example.com/'}}}]
+";
+    let output = Command::new(env!("CARGO_BIN_EXE_bucket-trigger"))
+        .arg("validate")
+        .env("BUCKET_TRIGGER_CONFIG", config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("push endpoint /: Google OIDC token of p@x.iam.gserviceaccount.com for audience https://a.example/ and ?token= from secret push-token"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("push endpoint /open: UNAUTHENTICATED"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("secrets read: push-token"), "{stdout}");
+}
+
+#[test]
+fn push_endpoints_must_say_how_pushes_are_authenticated() {
+    let error = |push: &str| {
+        let text = format!(
+            "settings: {{ push: [{push}] }}\nroutes: [{{name: r, target: {{webhook: {{url: 'https://example.com/'}}}}}}]"
+        );
+        Config::parse(&text, "t.yaml").unwrap_err().to_string()
+    };
+    let bare = error("{path: /}");
+    assert!(
+        bare.contains("settings.push[0]") && bare.contains("allow_unauthenticated"),
+        "{bare}"
+    );
+    let twice = error("{allow_unauthenticated: true}, {allow_unauthenticated: true}");
+    assert!(twice.contains("settings.push[1].path"), "{twice}");
+    let relative = error("{path: pubsub, allow_unauthenticated: true}");
+    assert!(relative.contains("must be a path"), "{relative}");
+    let audience = error("{oidc: {audience: '', service_account: 'p@x'}}");
+    assert!(
+        audience.contains("settings.push[0].oidc.audience"),
+        "{audience}"
+    );
+    let account = error("{oidc: {audience: a, service_account: nobody}}");
+    assert!(account.contains("service account's email"), "{account}");
+    let certs =
+        error("{oidc: {audience: a, service_account: 'p@x', certs_url: 'http://keys.example/'}}");
+    assert!(
+        certs.contains("certs_url") && certs.contains("https://"),
+        "{certs}"
+    );
+}
