@@ -1,6 +1,7 @@
 //! Every sample event in `events/` normalizes to what the table says.
 
 use bucket_trigger::event::{self, Body, Invocation, ObjectEvent};
+use bucket_trigger::ingress;
 use serde_json::json;
 
 use crate::support::sample;
@@ -15,9 +16,37 @@ type Row = (
     Option<&'static str>,
 );
 
+/// The events of a sample; a function URL request's are those of the push it carries.
 fn objects(name: &str) -> (Invocation, Vec<ObjectEvent>) {
-    let parsed = event::parse(sample(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let value = sample(name);
+    let parsed = if ingress::is_function_url(&value) {
+        let request = ingress::from_function_url(&value).unwrap();
+        ingress::read_push(&request)
+    } else {
+        event::parse(value)
+    }
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
     (parsed.invocation, parsed.objects().cloned().collect())
+}
+
+/// The samples of what must be refused, each with why.
+const REFUSED: [(&str, &str); 2] = [
+    (
+        "gcs-pubsub-push-malformed.json",
+        "malformed Pub/Sub push message: attributes.bucketId is missing",
+    ),
+    (
+        "gcs-pubsub-push-bad-base64.json",
+        "malformed Pub/Sub push message: message.data is not base64",
+    ),
+];
+
+#[test]
+fn the_bad_samples_are_refused_naming_what_is_wrong() {
+    for (name, reason) in REFUSED {
+        let error = event::parse(sample(name)).unwrap_err().to_string();
+        assert!(error.starts_with(reason), "{name}: {error}");
+    }
 }
 
 #[test]
@@ -190,6 +219,42 @@ fn every_sample_normalizes_as_the_table_says() {
             )],
         ),
         (
+            "gcs-pubsub-push-no-payload.json",
+            Invocation::Direct,
+            &[(
+                "gcs",
+                "acme-landing-gcs",
+                "incoming/sales/Q4 report (2026).csv",
+                "ObjectCreated:Finalize",
+                0,
+                None,
+            )],
+        ),
+        (
+            "function-url-gcs-push.json",
+            Invocation::Push,
+            &[(
+                "gcs",
+                "acme-landing-gcs",
+                "incoming/sales/Q4 report (2026).csv",
+                "ObjectCreated:Finalize",
+                52428,
+                None,
+            )],
+        ),
+        (
+            "function-url-gcs-cloudevent-binary.json",
+            Invocation::Push,
+            &[(
+                "gcs",
+                "acme-landing-gcs",
+                "incoming/données/été 2026.csv",
+                "ObjectCreated:Finalize",
+                1024,
+                None,
+            )],
+        ),
+        (
             "gcs-cloudevent.json",
             Invocation::Direct,
             &[(
@@ -206,6 +271,7 @@ fn every_sample_normalizes_as_the_table_says() {
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .filter(|name| name.ends_with(".json") && !name.starts_with("alteryx"))
+        .filter(|name| REFUSED.iter().all(|(refused, _)| refused != name))
         .collect();
     for file in &files {
         assert!(
