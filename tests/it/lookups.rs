@@ -200,3 +200,76 @@ async fn a_lookup_that_fails_or_times_out_leaves_may_have_run_and_starts_nothing
     }
     assert_eq!(requests(&server, "POST").await.len(), 1, "nothing re-sent");
 }
+
+/// `replay` of the first delivery's "may have run" record, without `--resend-may-have-run`: a
+/// target that can say is asked, not skipped (a target that cannot say is skipped, as before).
+#[tokio::test]
+async fn replaying_a_may_have_run_record_asks_workflows_instead_of_skipping_it() {
+    use bucket_trigger::event::{Body, parse_bytes};
+    use bucket_trigger::replay::{self, Item, Options, Summary};
+    use bucket_trigger::report::{FailureRecord, RECORD_KIND};
+
+    let server = MockServer::start().await;
+    let table = idempotency_table("bucket-trigger-lookups").await;
+    let app = workflows_app(&server, &table);
+    first_delivery_times_out(&server, &app).await;
+    let (label, query) = label_and_query(&server).await;
+    Mock::given(method("GET"))
+        .and(path(EXECUTIONS))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "executions": [
+            { "name": NAME, "state": "ACTIVE", "labels": { "bucket_trigger": label } }
+        ] })),
+        )
+        .mount(&server)
+        .await;
+    let parsed = parse_bytes(sample_bytes("s3-put.json").as_slice()).unwrap();
+    let Ok(Body::Objects(events)) = &parsed.messages[0].body else {
+        panic!("an object event")
+    };
+    let event = events[0].clone();
+    let record = FailureRecord {
+        kind: RECORD_KIND.to_owned(),
+        version: 1,
+        route: "ingest".into(),
+        target: "workflows acme/europe-west1/ingest".into(),
+        bucket: event.bucket.clone(),
+        key: event.key.clone(),
+        event,
+        original: None,
+        run_id: None,
+        attempts: 1,
+        http_status: None,
+        retryable: false,
+        may_have_run: true,
+        error: "timed out".into(),
+        started_at: "2026-11-30T00:00:00.000Z".into(),
+        failed_at: "2026-11-30T00:00:01.000Z".into(),
+        receive_count: None,
+        idempotency: None,
+    };
+    let options = Options {
+        timeout: Duration::from_secs(30),
+        resend_may_have_run: false,
+    };
+    let mut summary = Summary::default();
+    let done = replay::replay(&app, &Item::Record(Box::new(record)), options, &mut summary).await;
+    let table = summary.table();
+    assert!(done, "{table}");
+    assert!(
+        table.starts_with("replayed 1 item(s): 0 triggered, 1 already triggered"),
+        "{table}"
+    );
+    let gets = requests(&server, "GET").await;
+    assert_eq!(gets.len(), 1);
+    assert_eq!(gets[0].url.query(), Some(query.as_str()));
+    assert_eq!(
+        requests(&server, "POST").await.len(),
+        1,
+        "not started again"
+    );
+}
+
+fn sample_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(crate::support::root().join("events").join(name)).unwrap()
+}
