@@ -534,6 +534,8 @@ struct Ledger {
     /// Airflow run ids per DAG, with the object each belongs to.
     dag_runs: HashMap<(String, String), String>,
     tokens: HashSet<String>,
+    /// Workflows executions started, by their `bucket_trigger` label (what a lookup lists).
+    executions: HashMap<String, String>,
     faults: BTreeMap<&'static str, u64>,
     requests: u64,
     unknown: Vec<String>,
@@ -747,9 +749,59 @@ impl StandIn {
                     "projects/p/locations/l/workflows/{name}/executions/x{}",
                     self.ledger().requests
                 );
-                self.act(&format!("workflows:{name}"), &object, true, bearer, |_| {
-                    (200, json!({ "name": execution, "state": "ACTIVE" }), true)
-                })
+                let label = body["labels"]["bucket_trigger"].as_str().map(str::to_owned);
+                self.act(
+                    &format!("workflows:{name}"),
+                    &object,
+                    true,
+                    bearer,
+                    |ledger| {
+                        if let Some(label) = label {
+                            ledger.executions.insert(label, execution.clone());
+                        }
+                        (200, json!({ "name": execution, "state": "ACTIVE" }), true)
+                    },
+                )
+            }
+            // The "did it run?" lookup: the executions carrying a `bucket_trigger` label (a
+            // read: no faults).
+            (
+                "GET",
+                [
+                    "v1",
+                    "projects",
+                    "p",
+                    "locations",
+                    "l",
+                    "workflows",
+                    _,
+                    "executions",
+                ],
+            ) => {
+                let url = reqwest::Url::parse(&format!("http://stand-in{}", request.path));
+                let filter = url.ok().and_then(|url| {
+                    url.query_pairs()
+                        .find(|(name, _)| name == "filter")
+                        .map(|(_, value)| value.into_owned())
+                });
+                let label = filter.as_deref().and_then(|f| {
+                    f.strip_prefix("labels.bucket_trigger=\"")
+                        .and_then(|rest| rest.strip_suffix('"'))
+                });
+                let Some(label) = label else {
+                    return Reply::Answer(
+                        400,
+                        vec![],
+                        json!({ "error": { "message": "bad filter" } }).to_string(),
+                    );
+                };
+                let ledger = self.ledger();
+                match ledger.executions.get(label) {
+                    Some(name) => ok(json!({ "executions": [
+                        { "name": name, "state": "ACTIVE", "labels": { "bucket_trigger": label } }
+                    ] })),
+                    None => ok(json!({})),
+                }
             }
             _ => {
                 self.ledger()

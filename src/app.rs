@@ -168,6 +168,11 @@ impl App {
         self
     }
 
+    /// Whether idempotency records are kept (a store, and not a dry run).
+    pub fn keeps_records(&self) -> bool {
+        self.store.is_some()
+    }
+
     /// The wall clock.
     pub fn clock(&self) -> &dyn Clock {
         self.clock.as_ref()

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::http::{ClearTextGuard, Printable, Sent, Transport, Verdict};
 use crate::secrets::SecretCache;
 use crate::store::{Claim, Done, Key, Store, StoreError, Takeover};
-use crate::targets::{BaseUrlError, Built, Endpoint, Pending, TargetError, Throttled};
+use crate::targets::{BaseUrlError, Built, Endpoint, Pending, Ran, TargetError, Throttled};
 use crate::template::RenderContext;
 
 pub use retry::{RetryPolicy, Step};
@@ -80,10 +80,12 @@ pub enum Failure {
         until: SystemTime,
     },
     /// An earlier delivery was sent and got no answer, and the target cannot say whether it
-    /// ran: not sent again.
+    /// ran (it has no lookup, or asking failed): not sent again.
     MayHaveRun {
         /// When that delivery ended.
         since: SystemTime,
+        /// Why the target's "did it run?" lookup could not tell, when it was asked.
+        lookup: Option<String>,
     },
 }
 
@@ -125,10 +127,23 @@ impl fmt::Display for Failure {
                 "not sent: another invocation is delivering this object (its claim runs until {}); retry later",
                 httpdate::fmt_http_date(*until)
             ),
-            Failure::MayHaveRun { since } => write!(
+            Failure::MayHaveRun {
+                since,
+                lookup: None,
+            } => write!(
                 f,
                 "not sent: an earlier delivery of this object was sent at {} and got no answer; it may \
                  have run (this target cannot say): check it, then replay with --resend-may-have-run",
+                httpdate::fmt_http_date(*since)
+            ),
+            Failure::MayHaveRun {
+                since,
+                lookup: Some(why),
+            } => write!(
+                f,
+                "not sent: an earlier delivery of this object was sent at {} and got no answer; it may \
+                 have run (asking the target failed: {why}): check it, then replay with \
+                 --resend-may-have-run",
                 httpdate::fmt_http_date(*since)
             ),
         }
@@ -148,6 +163,11 @@ pub enum Ending {
     /// The run existed already (the remote id when the idempotency store recorded one).
     AlreadyTriggered {
         /// The orchestrator's id for the run, if known.
+        remote_id: Option<String>,
+    },
+    /// An earlier delivery got no answer, and the target's "did it run?" lookup found its run.
+    Found {
+        /// The orchestrator's id for the run, if the lookup gave it.
         remote_id: Option<String>,
     },
     /// Delivered before: the idempotency table has the record (and the remote id, if any).
@@ -199,7 +219,9 @@ impl Delivered {
     pub fn status(&self) -> Status {
         match self.ending {
             Ending::Triggered { .. } => Status::Triggered,
-            Ending::AlreadyTriggered { .. } | Ending::Recorded { .. } => Status::AlreadyTriggered,
+            Ending::AlreadyTriggered { .. } | Ending::Found { .. } | Ending::Recorded { .. } => {
+                Status::AlreadyTriggered
+            }
             Ending::DryRun(_) => Status::DryRun,
             Ending::Failed(_) => Status::Failed,
         }
@@ -231,6 +253,7 @@ impl Delivered {
         match &self.ending {
             Ending::Triggered { remote_id, .. }
             | Ending::AlreadyTriggered { remote_id }
+            | Ending::Found { remote_id }
             | Ending::Recorded { remote_id } => remote_id.as_deref(),
             _ => None,
         }
@@ -243,6 +266,9 @@ impl Delivered {
             Ending::AlreadyTriggered { .. } => {
                 "already triggered (the run exists; redelivered event)".to_owned()
             }
+            Ending::Found { .. } => "already triggered (an earlier delivery got no answer; the \
+                                     target lists its run)"
+                .to_owned(),
             Ending::Recorded { .. } => {
                 "already triggered (recorded in the idempotency table)".to_owned()
             }
@@ -285,6 +311,8 @@ struct Claimed<'s> {
     store: &'s dyn Store,
     key: Key,
     token: String,
+    /// The record taken over was ambiguous since then: ask the target before sending.
+    ambiguous_since: Option<SystemTime>,
 }
 
 /// A request the target's rate limit held back past the cutoff: not sent, retryable later
@@ -374,7 +402,7 @@ impl<'a> Delivery<'a> {
         if let Some(run_id) = &built.run_id {
             tracing::Span::current().record("run_id", run_id.as_str());
         }
-        let claim = match self.claim(endpoint, render).await {
+        let claim = match self.claim(endpoint, render, &built).await {
             Ok(claim) => claim,
             Err(mut refused) => {
                 refused.run_id = refused.run_id.or(built.run_id);
@@ -383,6 +411,14 @@ impl<'a> Delivery<'a> {
         };
         // Every request of this delivery, token requests included, passes the clear-text rule.
         let transport = ClearTextGuard::new(self.transport, endpoint.allow_http);
+        if let Some(claimed) = &claim
+            && let Some(since) = claimed.ambiguous_since
+            && let Some(ended) = self
+                .settle_ambiguous(&transport, endpoint, &root, &built, claimed, since)
+                .await
+        {
+            return ended;
+        }
         let mut delivered = self.send(&transport, endpoint, &root, &built).await;
         delivered.run_id = built.run_id;
         if let Some(claimed) = claim {
@@ -398,6 +434,7 @@ impl<'a> Delivery<'a> {
         &self,
         endpoint: &Endpoint,
         render: &RenderContext<'_>,
+        built: &Built,
     ) -> Result<Option<Claimed<'a>>, Delivered> {
         let (Some(store), Some(table)) = (self.store, endpoint.idempotency_table.as_deref()) else {
             return Ok(None);
@@ -417,15 +454,34 @@ impl<'a> Delivery<'a> {
                 deadline.saturating_duration_since(Instant::now())
             });
         let lease_until = now + left + Duration::from_secs(5);
-        match store.claim(&key, now, lease_until, self.takeover).await {
-            Ok(Claim::Won { token, took_over }) => {
-                if took_over {
+        let mut claimed = store.claim(&key, now, lease_until, self.takeover).await;
+        // Sent before with no answer: a target that can say whether it ran is asked (the
+        // record is taken over first, so that one delivery asks, and sends if it did not run).
+        if let Ok(Claim::Ambiguous { .. }) = claimed
+            && endpoint.target.did_it_run(built).is_some()
+        {
+            claimed = store
+                .claim(&key, now, lease_until, Takeover::Ambiguous)
+                .await;
+        }
+        match claimed {
+            Ok(Claim::Won {
+                token,
+                took_over,
+                ambiguous_since,
+            }) => {
+                if took_over && ambiguous_since.is_none() {
                     tracing::warn!(
                         table,
                         "took over a claim whose lease ran out (an invocation that did not finish)"
                     );
                 }
-                Ok(Some(Claimed { store, key, token }))
+                Ok(Some(Claimed {
+                    store,
+                    key,
+                    token,
+                    ambiguous_since,
+                }))
             }
             Ok(Claim::Completed { remote_id, run_id }) => {
                 let mut delivered = Delivered::new(Ending::Recorded { remote_id }, 0, None);
@@ -434,7 +490,10 @@ impl<'a> Delivery<'a> {
             }
             Ok(Claim::Busy { until }) => Err(Delivered::failed(Failure::Busy { until })),
             Ok(Claim::Ambiguous { since }) => {
-                let mut delivered = Delivered::failed(Failure::MayHaveRun { since });
+                let mut delivered = Delivered::failed(Failure::MayHaveRun {
+                    since,
+                    lookup: None,
+                });
                 delivered.may_have_arrived = true;
                 Err(delivered)
             }
@@ -447,10 +506,14 @@ impl<'a> Delivery<'a> {
     /// (redeliveries then end as "may have run" without sending; only a replay told so
     /// re-sends it). Store trouble here is logged: the outcome stands.
     async fn record(&self, claimed: &Claimed<'_>, endpoint: &Endpoint, delivered: &Delivered) {
-        let Claimed { store, key, token } = claimed;
+        let Claimed {
+            store, key, token, ..
+        } = claimed;
         let now = self.clock.now();
         let result = match &delivered.ending {
-            Ending::Triggered { remote_id, .. } | Ending::AlreadyTriggered { remote_id } => {
+            Ending::Triggered { remote_id, .. }
+            | Ending::AlreadyTriggered { remote_id }
+            | Ending::Found { remote_id } => {
                 let done = Done {
                     remote_id: remote_id.as_deref(),
                     run_id: delivered.run_id.as_deref(),
@@ -469,6 +532,121 @@ impl<'a> Delivery<'a> {
         };
         if let Err(error) = result {
             tracing::error!(%error, "could not record the delivery in the idempotency table");
+        }
+    }
+
+    /// A claim took over a record that was ambiguous `since` (sent, no answer): asks the
+    /// target whether `built` ran, if it can say. It ran: already triggered, with its remote
+    /// id, and COMPLETED in the store. It did not: `None`, send it. The lookup failed: the
+    /// record is ambiguous again (since the same time) and the outcome is "may have run", unless
+    /// the operator said to re-send (`replay --resend-may-have-run`). One request, signed like
+    /// the send, on the target's rate limit, within the cutoff.
+    async fn settle_ambiguous(
+        &self,
+        transport: &dyn Transport,
+        endpoint: &Endpoint,
+        root: &reqwest::Url,
+        built: &Built,
+        claimed: &Claimed<'_>,
+        since: SystemTime,
+    ) -> Option<Delivered> {
+        let Some(request) = endpoint.target.did_it_run(built) else {
+            // A target that cannot say: sent again only as `replay --resend-may-have-run` asks
+            // (a claim that took over the lease of such a replay that did not finish is not).
+            if self.takeover == Takeover::Ambiguous {
+                tracing::warn!("re-sending a request that may have run, as the operator asked");
+                return None;
+            }
+            return Some(self.still_ambiguous(claimed, since, None, built).await);
+        };
+        let ran = self.ask(transport, endpoint, root, built, request).await;
+        let mut delivered = match ran {
+            Ran::No => {
+                tracing::info!("the earlier request that got no answer did not run: sending it");
+                return None;
+            }
+            Ran::Unknown(why) if self.takeover == Takeover::Ambiguous => {
+                tracing::warn!(%why, "could not tell whether the earlier request ran; re-sending, as the operator asked");
+                return None;
+            }
+            Ran::Yes { remote_id } => {
+                tracing::info!(
+                    remote_id = remote_id.as_deref(),
+                    "the earlier request that got no answer did run"
+                );
+                Delivered::new(Ending::Found { remote_id }, 0, None)
+            }
+            Ran::Unknown(why) => {
+                tracing::warn!(%why, "could not tell whether the earlier request ran: not sent");
+                return Some(self.still_ambiguous(claimed, since, Some(why), built).await);
+            }
+        };
+        delivered.run_id = built.run_id.clone();
+        self.record(claimed, endpoint, &delivered).await;
+        Some(delivered)
+    }
+
+    /// Gives a claimed record back as ambiguous since the time it first was (store trouble is
+    /// logged): the outcome is "may have run", with why the lookup could not tell, if asked.
+    async fn still_ambiguous(
+        &self,
+        claimed: &Claimed<'_>,
+        since: SystemTime,
+        lookup: Option<String>,
+        built: &Built,
+    ) -> Delivered {
+        let Claimed {
+            store, key, token, ..
+        } = claimed;
+        let keep_until = self.clock.now() + self.keep;
+        if let Err(error) = store.mark_ambiguous(key, token, since, keep_until).await {
+            tracing::error!(%error, "could not mark the idempotency record ambiguous again");
+        }
+        let mut delivered = Delivered::failed(Failure::MayHaveRun { since, lookup });
+        delivered.may_have_arrived = true;
+        delivered.run_id = built.run_id.clone();
+        delivered
+    }
+
+    /// Sends a target's "did it run?" request: its rate-limit turn, signed, one attempt capped
+    /// by the cutoff. Anything but an answer it can read is [`Ran::Unknown`].
+    async fn ask(
+        &self,
+        transport: &dyn Transport,
+        endpoint: &Endpoint,
+        root: &reqwest::Url,
+        built: &Built,
+        mut request: crate::http::Request,
+    ) -> Ran {
+        let cutoff = self.policy.cutoff(self.deadline, Instant::now());
+        let _slot = match endpoint.limiter.acquire(cutoff).await {
+            Ok(slot) => slot,
+            Err(throttled) => return Ran::Unknown(throttled.to_string()),
+        };
+        let timeout = match cutoff {
+            Some(cutoff) => self
+                .attempt_timeout
+                .min(cutoff.saturating_duration_since(Instant::now())),
+            None => self.attempt_timeout,
+        };
+        if timeout.is_zero() {
+            return Ran::Unknown("no time left before the deadline to ask".into());
+        }
+        let cx = SignContext {
+            secrets: self.secrets,
+            transport,
+            clock: self.clock,
+            root,
+            timeout,
+            invocation: self.invocation,
+        };
+        if let Err(error) = endpoint.auth.sign(&mut request, &cx).await {
+            return Ran::Unknown(format!("signing failed: {error}"));
+        }
+        match transport.send(&request, timeout).await {
+            Sent::Answered(answer) => endpoint.target.interpret_did_it_run(built, &answer),
+            Sent::Failed(error) => Ran::Unknown(error.to_string()),
+            Sent::Printed(_) => Ran::Unknown("not asked (dry run)".into()),
         }
     }
 
@@ -770,6 +948,8 @@ mod tests {
         answers: Mutex<Vec<(u16, Option<&'static str>, &'static str)>>,
         times: Mutex<Vec<Instant>>,
         authorizations: Mutex<Vec<String>>,
+        /// `METHOD url` of each request answered from the script.
+        sent: Mutex<Vec<String>>,
         dag: &'static str,
         dag_reads: Mutex<u32>,
     }
@@ -785,6 +965,7 @@ mod tests {
                 answers: Mutex::new(answers.iter().rev().copied().collect()),
                 times: Mutex::new(Vec::new()),
                 authorizations: Mutex::new(Vec::new()),
+                sent: Mutex::new(Vec::new()),
                 dag: r#"{"dag_id": "d", "is_paused": false}"#,
                 dag_reads: Mutex::new(0),
             }
@@ -799,6 +980,10 @@ mod tests {
                 return Box::pin(std::future::ready(Sent::Answered(answer)));
             }
             self.times.lock().unwrap().push(Instant::now());
+            self.sent
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", request.method, request.url));
             if let Some((_, value)) = request.headers.iter().find(|(n, _)| n == "authorization") {
                 let crate::http::HeaderValue::Secret { value, .. } = value else {
                     panic!("authorization is secret")
@@ -824,7 +1009,7 @@ mod tests {
         }
     }
 
-    const SECRETS: &str = r#"{"airflow": {"username": "admin", "password": "pw"}}"#;
+    const SECRETS: &str = r#"{"airflow": {"username": "admin", "password": "pw"}, "wf": "tok3n"}"#;
 
     /// An Airflow target with `auth`, its templates, and a retry policy.
     struct Setup {
@@ -832,6 +1017,7 @@ mod tests {
         templates: Templates,
         policy: RetryPolicy,
         store: Option<Box<dyn Store>>,
+        takeover: Takeover,
     }
 
     fn config(auth: &str, policy: RetryPolicy) -> Setup {
@@ -845,6 +1031,7 @@ mod tests {
             templates,
             policy,
             store: None,
+            takeover: Takeover::Expired,
         }
     }
 
@@ -893,7 +1080,7 @@ mod tests {
             invocation,
             store: setup.store.as_deref(),
             keep: Duration::from_secs(3600),
-            takeover: Takeover::Expired,
+            takeover: setup.takeover,
         };
         let event = event();
         let render = RenderContext::new(&setup.templates, &event, "r");
@@ -971,6 +1158,7 @@ mod tests {
             templates,
             policy: policy(2, 10, 50, 2000),
             store: Some(Box::new(store)),
+            takeover: Takeover::Expired,
         }
     }
 
@@ -1009,11 +1197,10 @@ mod tests {
         )
         .unwrap();
         let until = SystemTime::now() + Duration::from_secs(600);
-        memory
-            .records
-            .lock()
-            .unwrap()
-            .insert(key.id.clone(), Record::InProgress("other".into(), until));
+        memory.records.lock().unwrap().insert(
+            key.id.clone(),
+            Record::InProgress("other".into(), until, None),
+        );
         let setup = webhook_with_store(memory);
         let script = Script::new(&[]);
         let busy = deliver(&setup, &script, None, 1).await;
@@ -1034,6 +1221,173 @@ mod tests {
         assert_eq!(
             down.detail(),
             "not sent: idempotency table records: unavailable"
+        );
+        assert!(script.times.lock().unwrap().is_empty());
+    }
+
+    /// A Workflows target (it can say whether a request ran) keeping records in `store`, whose
+    /// record for [`event`] is ambiguous since `since` (when given).
+    fn workflows_with_store(
+        store: crate::store::memory::Memory,
+        since: Option<SystemTime>,
+    ) -> (Setup, Key) {
+        let yaml = "workflows: { project: p, location: l, workflow: w, endpoint: 'http://127.0.0.1:9', auth: { bearer: { secret: wf } } }";
+        let target: TargetConfig = serde_saphyr::from_str(yaml).unwrap();
+        let mut templates = Templates::new();
+        let mut endpoint = target.build("t", &mut templates).unwrap();
+        endpoint.idempotency_table = Some("records".into());
+        let key = Key::new("records", "r", &endpoint.description, &event()).unwrap();
+        if let Some(since) = since {
+            store.records.lock().unwrap().insert(
+                key.id.clone(),
+                crate::store::memory::Record::Ambiguous(since),
+            );
+        }
+        let setup = Setup {
+            endpoint,
+            templates,
+            policy: policy(2, 10, 50, 2000),
+            store: Some(Box::new(store)),
+            takeover: Takeover::Expired,
+        };
+        (setup, key)
+    }
+
+    const EXECUTIONS: &str = "http://127.0.0.1:9/v1/projects/p/locations/l/workflows/w/executions";
+
+    /// The list call a lookup sends: exactly this filter, view and page size.
+    fn lookup_url(key: &Key) -> String {
+        format!(
+            "GET {EXECUTIONS}?filter=labels.bucket_trigger%3D%22{}%22&view=FULL&pageSize=1",
+            &key.id[..40]
+        )
+    }
+
+    /// A list answer holding one execution named `name` with `key`'s label.
+    fn listed(key: &Key, name: &str) -> &'static str {
+        let body = serde_json::json!({ "executions": [
+            { "name": name, "state": "ACTIVE", "labels": { "bucket_trigger": &key.id[..40] } }
+        ] });
+        Box::leak(body.to_string().into_boxed_str())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ambiguous_record_found_by_the_lookup_is_already_triggered_and_not_sent() {
+        let since = SystemTime::now() - Duration::from_secs(120);
+        let (setup, key) = workflows_with_store(Default::default(), Some(since));
+        let name = "projects/p/locations/l/workflows/w/executions/e-1";
+        let script = Script::with_bodies(&[(200, None, listed(&key, name))]);
+        let found = deliver(&setup, &script, None, 1).await;
+        assert_eq!(
+            found.status(),
+            Status::AlreadyTriggered,
+            "{}",
+            found.detail()
+        );
+        assert_eq!(found.remote_id(), Some(name));
+        assert_eq!(
+            found.detail(),
+            "already triggered (an earlier delivery got no answer; the target lists its run)"
+        );
+        assert_eq!(found.attempts, 0);
+        assert_eq!(*script.sent.lock().unwrap(), [lookup_url(&key)]);
+        assert_eq!(*script.authorizations.lock().unwrap(), ["Bearer tok3n"]);
+        // COMPLETED with the execution's name: the next delivery asks nothing (the script has
+        // no answer left, and would panic).
+        let again = deliver(&setup, &script, None, 2).await;
+        assert_eq!(
+            again.detail(),
+            "already triggered (recorded in the idempotency table)"
+        );
+        assert_eq!(again.remote_id(), Some(name));
+        assert_eq!(script.sent.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ambiguous_record_the_lookup_does_not_find_is_sent_once() {
+        let since = SystemTime::now() - Duration::from_secs(120);
+        let (setup, key) = workflows_with_store(Default::default(), Some(since));
+        let name = "projects/p/locations/l/workflows/w/executions/e-2";
+        let started: &'static str = Box::leak(format!(r#"{{"name": "{name}"}}"#).into_boxed_str());
+        let script = Script::with_bodies(&[(200, None, "{}"), (200, None, started)]);
+        let sent = deliver(&setup, &script, None, 1).await;
+        assert_eq!(sent.status(), Status::Triggered, "{}", sent.detail());
+        assert_eq!(sent.remote_id(), Some(name));
+        assert_eq!(sent.attempts, 1, "the lookup is not an attempt");
+        assert_eq!(
+            *script.sent.lock().unwrap(),
+            [lookup_url(&key), format!("POST {EXECUTIONS}")]
+        );
+        let again = deliver(&setup, &script, None, 2).await;
+        assert_eq!(again.status(), Status::AlreadyTriggered);
+        assert_eq!(again.remote_id(), Some(name));
+        assert_eq!(script.sent.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_that_fails_leaves_may_have_run_and_sends_nothing() {
+        let since = SystemTime::now() - Duration::from_secs(120);
+        let (setup, key) = workflows_with_store(Default::default(), Some(since));
+        let script =
+            Script::with_bodies(&[(500, None, r#"{"error": {"message": "backend error"}}"#)]);
+        let failed = deliver(&setup, &script, None, 1).await;
+        assert_eq!(failed.status(), Status::Failed);
+        assert!(!failed.retryable());
+        assert!(failed.may_have_arrived);
+        let since_text = httpdate::fmt_http_date(since);
+        assert_eq!(
+            failed.detail(),
+            format!(
+                "not sent: an earlier delivery of this object was sent at {since_text} and got no \
+                 answer; it may have run (asking the target failed: listing the executions \
+                 answered 500: backend error): check it, then replay with --resend-may-have-run"
+            )
+        );
+        assert_eq!(*script.sent.lock().unwrap(), [lookup_url(&key)]);
+        // The record is ambiguous again, since the same time: the next delivery asks again.
+        let script = Script::with_bodies(&[(503, None, "")]);
+        let again = deliver(&setup, &script, None, 2).await;
+        assert!(again.detail().contains(&since_text), "{}", again.detail());
+        assert_eq!(script.sent.lock().unwrap().len(), 1);
+
+        // Told to re-send (`replay --resend-may-have-run`), a lookup that fails does not stop it.
+        let (mut setup, key) = workflows_with_store(Default::default(), Some(since));
+        setup.takeover = Takeover::Ambiguous;
+        let script = Script::with_bodies(&[(503, None, ""), (200, None, "{}")]);
+        let resent = deliver(&setup, &script, None, 3).await;
+        assert_eq!(resent.status(), Status::Triggered, "{}", resent.detail());
+        assert_eq!(
+            *script.sent.lock().unwrap(),
+            [lookup_url(&key), format!("POST {EXECUTIONS}")]
+        );
+    }
+
+    /// A claim that took over an ambiguous record and did not finish (its lease ran out) still
+    /// says so: the next claim does not send blindly to a target that cannot tell.
+    #[tokio::test(start_paused = true)]
+    async fn a_takeover_of_an_unfinished_ambiguous_takeover_is_still_may_have_run() {
+        use crate::store::memory::{Memory, Record};
+        let memory = Memory::default();
+        let key = Key::new(
+            "records",
+            "r",
+            "webhook POST http://127.0.0.1:9/hook",
+            &event(),
+        )
+        .unwrap();
+        let since = SystemTime::now() - Duration::from_secs(600);
+        let expired = SystemTime::now() - Duration::from_secs(1);
+        memory.records.lock().unwrap().insert(
+            key.id.clone(),
+            Record::InProgress("dead".into(), expired, Some(since)),
+        );
+        let setup = webhook_with_store(memory);
+        let script = Script::new(&[]);
+        let delivered = deliver(&setup, &script, None, 1).await;
+        assert!(
+            matches!(delivered.failure(), Some(Failure::MayHaveRun { since: at, lookup: None }) if *at == since),
+            "{}",
+            delivered.detail()
         );
         assert!(script.times.lock().unwrap().is_empty());
     }
@@ -1214,6 +1568,7 @@ mod tests {
             templates,
             policy: policy(3, 100, 1000, 2000),
             store: None,
+            takeover: Takeover::Expired,
         };
         let flaky = |failures| Flaky {
             failures: Mutex::new(failures),
@@ -1294,6 +1649,7 @@ mod tests {
             templates,
             policy,
             store: None,
+            takeover: Takeover::Expired,
         }
     }
 

@@ -90,8 +90,26 @@ impl DynamoDb {
             let put = put.return_values(ReturnValue::AllOld).send().await;
             match put {
                 Ok(output) => {
-                    let took_over = output.attributes.is_some_and(|old| !old.is_empty());
-                    return Ok(Claim::Won { token, took_over });
+                    let old = output.attributes.unwrap_or_default();
+                    // An AMBIGUOUS record; or the claim of an invocation that took one over
+                    // and did not finish (it kept `ambiguous_at`, below).
+                    let ambiguous_since = match old.get("status").and_then(|v| v.as_s().ok()) {
+                        Some(status) if status == AMBIGUOUS => {
+                            Some(millis_attribute(&old, "ambiguous_at").unwrap_or(now))
+                        }
+                        Some(status) if status == IN_PROGRESS => {
+                            millis_attribute(&old, "ambiguous_at")
+                        }
+                        _ => None,
+                    };
+                    if let Some(since) = ambiguous_since {
+                        self.keep_ambiguous_at(key, &token, since).await;
+                    }
+                    return Ok(Claim::Won {
+                        token,
+                        took_over: !old.is_empty(),
+                        ambiguous_since,
+                    });
                 }
                 Err(error) if conditional_failed(&error) => {}
                 Err(error) => return Err(failed(key, &error)),
@@ -108,12 +126,7 @@ impl DynamoDb {
                 continue;
             };
             let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-            let time = |name: &str| {
-                item.get(name)
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|ms| ms.parse::<u64>().ok())
-                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
-            };
+            let time = |name: &str| millis_attribute(&item, name);
             return Ok(match text("status").as_deref() {
                 Some(COMPLETED) => Claim::Completed {
                     remote_id: text("remote_id"),
@@ -131,6 +144,29 @@ impl DynamoDb {
             table: key.table.clone(),
             message: "the record kept changing while it was claimed".into(),
         })
+    }
+
+    /// Keeps on a claim that took over an ambiguous record when it became ambiguous: should
+    /// this invocation not finish, the claim that takes over after the lease still knows, and
+    /// asks the target (or stays "may have run") rather than sending blindly. Trouble here is
+    /// logged: the claim is ours either way.
+    async fn keep_ambiguous_at(&self, key: &Key, token: &str, since: SystemTime) {
+        let update = self
+            .client()
+            .await
+            .update_item()
+            .table_name(&key.table)
+            .key("pk", s(&key.id))
+            .condition_expression("#token = :token")
+            .update_expression("SET ambiguous_at = :at")
+            .expression_attribute_names("#token", "token")
+            .expression_attribute_values(":token", s(token))
+            .expression_attribute_values(":at", n(millis(since)))
+            .send()
+            .await;
+        if let Err(error) = update {
+            tracing::error!(table = %key.table, error = %DisplayErrorContext(&error), "could not keep on the claim that its record was ambiguous");
+        }
     }
 
     async fn complete(&self, key: &Key, token: &str, done: Done<'_>) -> Result<(), StoreError> {
@@ -281,6 +317,14 @@ fn identity(key: &Key) -> HashMap<String, AttributeValue> {
         ("object_key".to_owned(), s(&key.key)),
         ("version".to_owned(), s(&key.version)),
     ])
+}
+
+/// A time kept as epoch milliseconds in attribute `name`.
+fn millis_attribute(item: &HashMap<String, AttributeValue>, name: &str) -> Option<SystemTime> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 fn s(text: &str) -> AttributeValue {

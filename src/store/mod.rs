@@ -90,6 +90,9 @@ pub enum Claim {
         token: String,
         /// Whether it took over a lease that had run out (a crashed invocation).
         took_over: bool,
+        /// When the record it took over was marked ambiguous (sent, no answer), if it was:
+        /// the target's "did it run?" lookup, if it has one, is asked before sending again.
+        ambiguous_since: Option<SystemTime>,
     },
     /// Delivered before.
     Completed {
@@ -103,8 +106,9 @@ pub enum Claim {
         /// When its lease runs out.
         until: SystemTime,
     },
-    /// Sent before without an answer, to a target that cannot say whether it ran: not sent
-    /// again unless the claim asks to take such records (`replay --resend-may-have-run`).
+    /// Sent before without an answer, to a target with no idempotency key: not sent again
+    /// unless the claim asks to take such records ([`Takeover::Ambiguous`]: a target that can
+    /// say whether it ran, or `replay --resend-may-have-run`).
     Ambiguous {
         /// When that delivery ended.
         since: SystemTime,
@@ -117,7 +121,8 @@ pub enum Takeover {
     /// Nothing else.
     #[default]
     Expired,
-    /// An ambiguous record too: the operator checked that the request did not run.
+    /// An ambiguous record too: the target is asked whether it ran first, or the operator
+    /// checked that the request did not run.
     Ambiguous,
 }
 
@@ -190,8 +195,9 @@ pub mod memory {
     /// One record.
     #[derive(Debug, Clone)]
     pub enum Record {
-        /// Claimed with a token until a time.
-        InProgress(String, SystemTime),
+        /// Claimed with a token until a time; the record it took over was ambiguous since a
+        /// time, if it was.
+        InProgress(String, SystemTime, Option<SystemTime>),
         /// Completed, with its remote id.
         Completed(Option<String>, Option<String>),
         /// Sent with no answer, at a time.
@@ -229,29 +235,40 @@ pub mod memory {
         ) -> BoxFuture<'a, Result<Claim, StoreError>> {
             let result = self.check(key).map(|()| {
                 let mut records = self.records.lock().unwrap();
+                let mut ambiguous_since = None;
                 let took_over = match records.get(&key.id) {
                     Some(Record::Ambiguous(since)) if takeover == Takeover::Expired => {
                         return Claim::Ambiguous { since: *since };
                     }
-                    Some(Record::Ambiguous(_)) => true,
+                    Some(Record::Ambiguous(since)) => {
+                        ambiguous_since = Some(*since);
+                        true
+                    }
                     Some(Record::Completed(remote_id, run_id)) => {
                         return Claim::Completed {
                             remote_id: remote_id.clone(),
                             run_id: run_id.clone(),
                         };
                     }
-                    Some(Record::InProgress(_, until)) if *until > now => {
+                    Some(Record::InProgress(_, until, _)) if *until > now => {
                         return Claim::Busy { until: *until };
                     }
-                    Some(Record::InProgress(..)) => true,
+                    Some(Record::InProgress(_, _, since)) => {
+                        ambiguous_since = *since;
+                        true
+                    }
                     None => false,
                 };
                 let token = format!("t{}", fastrand::u64(..));
                 records.insert(
                     key.id.clone(),
-                    Record::InProgress(token.clone(), lease_until),
+                    Record::InProgress(token.clone(), lease_until, ambiguous_since),
                 );
-                Claim::Won { token, took_over }
+                Claim::Won {
+                    token,
+                    took_over,
+                    ambiguous_since,
+                }
             });
             Box::pin(std::future::ready(result))
         }
@@ -293,7 +310,7 @@ pub mod memory {
         ) -> BoxFuture<'a, Result<(), StoreError>> {
             let result = self.check(key).map(|()| {
                 let mut records = self.records.lock().unwrap();
-                if matches!(records.get(&key.id), Some(Record::InProgress(t, _)) if t == token) {
+                if matches!(records.get(&key.id), Some(Record::InProgress(t, ..)) if t == token) {
                     records.remove(&key.id);
                 }
             });

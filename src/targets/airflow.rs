@@ -181,6 +181,7 @@ impl Target for Airflow {
             request: Request::post(url, Body::Json(body)),
             run_id: Some(run_id),
             unresolved: None,
+            marker: None,
         })
     }
 

@@ -275,6 +275,7 @@ impl Target for AirflowAsset {
             request: Request::post(url, Body::Json(body)),
             run_id: None,
             unresolved,
+            marker: None,
         })
     }
 

@@ -5,6 +5,16 @@
 //! Alteryx has no idempotency key: a job is queued per accepted request. So a timeout after the
 //! request was sent is not retried unless `retry_on_timeout: true`; failures that prove no job
 //! was created (connection refused, 408/429/5xx answers) are.
+//!
+//! Nor can Alteryx answer "did it run?" for a request that got no answer, so such a request
+//! stays "may have run" (no [`Target::did_it_run`]): no documented endpoint returns, per job,
+//! anything we set. API v3 `GET /v3/jobs/{jobId}` returns `id`, `appId`, `createDateTime`,
+//! `status`, `disposition`, `outputs`, `messages`, `priority`, `workerTag`, `runWithE2`;
+//! `GET /v3/workflows/{workflowId}/jobs` takes `sortField`, `direction`, `offset`, `limit`,
+//! `status`, `resultCode` and lists jobs by id, not by the questions' answers; `GET /v3/jobs`
+//! is for Curators only and lists `jobId`, `status`, the workflow's name. The Gallery API v1
+//! (`GET /api/v1/workflows/{appId}/jobs/`, `GET /api/v1/jobs/{id}/`) returns job ids, dates,
+//! status and disposition (and outputs and messages), not the answers either.
 
 use reqwest::Url;
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};

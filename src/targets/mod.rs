@@ -331,6 +331,9 @@ pub struct Built {
     /// A rendered name the target resolves before sending (an Airflow asset's URI or name,
     /// whose id the request needs): see [`Target::complete`]. `None`: complete as built.
     pub unresolved: Option<String>,
+    /// What the request carries that finds its run again (a Workflows execution label derived
+    /// from the idempotency identity): see [`Target::did_it_run`]. `None`: nothing does.
+    pub marker: Option<String>,
 }
 
 impl Built {
@@ -340,8 +343,31 @@ impl Built {
             request,
             run_id: None,
             unresolved: None,
+            marker: None,
         }
     }
+}
+
+/// What a target's "did it run?" lookup ([`Target::did_it_run`]) said about a request that
+/// was sent and got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ran {
+    /// It ran: the orchestrator's id for the run.
+    Yes {
+        /// The run's id (a Workflows execution's name), if the answer gave one.
+        remote_id: Option<String>,
+    },
+    /// It did not: sending it is safe.
+    No,
+    /// The lookup could not tell (an error answer, an answer that proves nothing).
+    Unknown(String),
+}
+
+/// The idempotency identity of `render`'s event on its route × the target described as
+/// `description` (the id the idempotency store keys its record by, whatever the table), or
+/// `None` when the event names no version of the object.
+pub(crate) fn identity(render: &RenderContext<'_>, description: &str) -> Option<String> {
+    crate::store::Key::new("", render.route(), description, render.event()).map(|key| key.id)
 }
 
 /// What a request still needs before it is sent, from [`Target::complete`].
@@ -409,6 +435,27 @@ pub trait Target: Send + Sync + fmt::Debug {
     fn interpret_check(&self, sent: &Built, conflict: &str, answer: &Answer) -> Verdict {
         let _ = (sent, conflict);
         Verdict::from_answer(answer)
+    }
+
+    /// Whether this target can answer "did it run?" for a request that was sent and got no
+    /// answer ([`Target::did_it_run`]), so that such a request may be looked up and re-sent
+    /// only if it did not run. Default: no.
+    fn can_tell(&self) -> bool {
+        false
+    }
+
+    /// The read that answers "did `sent` run?" (Workflows: list the workflow's executions
+    /// carrying `sent`'s label), asked when a claim takes over an ambiguous idempotency
+    /// record. `None`: this target (or this request, which carries no marker) cannot say.
+    fn did_it_run(&self, sent: &Built) -> Option<Request> {
+        let _ = sent;
+        None
+    }
+
+    /// Reads the answer to [`Target::did_it_run`].
+    fn interpret_did_it_run(&self, sent: &Built, answer: &Answer) -> Ran {
+        let _ = sent;
+        Ran::Unknown(format!("HTTP {}", answer.status.as_u16()))
     }
 }
 

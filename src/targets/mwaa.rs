@@ -310,6 +310,7 @@ impl Target for Mwaa {
             request: self.invoke(root, "POST", &path, Some(body)),
             run_id: inner.run_id,
             unresolved: None,
+            marker: None,
         })
     }
 

@@ -1,12 +1,20 @@
 //! Targets: Google Workflows. New executions (`POST .../workflows/{w}/executions` with the
 //! argument as a JSON string, at most 32 KiB) and callbacks (a templated request to a callback
 //! URL that a running execution waits on).
+//!
+//! Every execution we start carries the label `bucket_trigger` = the first 40 hex digits of its
+//! idempotency identity (route, target, object version: what the store keys its record by).
+//! Labels take lowercase letters, digits, `_` and `-`, at most 63 characters (`Execution.labels`
+//! in google/cloud/workflows/executions/v1/executions.proto). So Workflows can answer "did it
+//! run?" for a request that got no answer: `GET .../executions?filter=labels.bucket_trigger="…"`
+//! (`ListExecutionsRequest.filter` supports `label`, in AIP-160 syntax), `view=FULL` so that
+//! the answer shows the labels we then check, `pageSize=1`.
 
 use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{BaseUrlConfig, Built, Target, TargetError, path_segment, problem};
+use super::{BaseUrlConfig, Built, Ran, Target, TargetError, path_segment, problem};
 use crate::auth::AuthConfig;
 use crate::http::{Answer, Body, Request, Verdict, join};
 use crate::template::{RenderContext, StringTemplate, Templates, ValueTemplate};
@@ -15,6 +23,14 @@ use crate::template::{RenderContext, StringTemplate, Templates, ValueTemplate};
 pub const EXECUTIONS_ENDPOINT: &str = "https://workflowexecutions.googleapis.com";
 /// Largest execution argument Workflows accepts, in bytes.
 pub const MAX_ARGUMENT_BYTES: usize = 32 * 1024;
+/// The label key our executions carry; its value is [`label_value`] of the identity.
+pub const LABEL_KEY: &str = "bucket_trigger";
+
+/// The label value for an idempotency identity (64 hex digits): its first 40 (160 bits), within
+/// the 63 characters a label value may have.
+fn label_value(identity: &str) -> String {
+    identity.chars().take(40).collect()
+}
 
 /// `target: { workflows: {...} }`: start a new execution.
 #[derive(Debug, Clone, Deserialize)]
@@ -153,8 +169,70 @@ impl Target for Workflows {
                 "executions",
             ],
         );
-        let body = Body::Json(serde_json::json!({ "argument": argument }));
-        Ok(Built::plain(Request::post(url, body)))
+        let marker = super::identity(render, &self.describe()).map(|id| label_value(&id));
+        let mut body = serde_json::json!({ "argument": argument });
+        if let Some(marker) = &marker {
+            body["labels"] = serde_json::json!({ LABEL_KEY: marker });
+        }
+        let mut built = Built::plain(Request::post(url, Body::Json(body)));
+        built.marker = marker;
+        Ok(built)
+    }
+
+    fn can_tell(&self) -> bool {
+        true
+    }
+
+    /// Lists the workflow's executions carrying our label: one page of one, in the FULL view
+    /// (the BASIC view leaves labels out, and we check the label ourselves: a list that
+    /// ignored the filter must not pass for "it ran").
+    fn did_it_run(&self, sent: &Built) -> Option<Request> {
+        let marker = sent.marker.as_deref()?;
+        let mut url = sent.request.url.clone();
+        url.query_pairs_mut()
+            .append_pair("filter", &format!("labels.{LABEL_KEY}=\"{marker}\""))
+            .append_pair("view", "FULL")
+            .append_pair("pageSize", "1");
+        Some(Request::new(Method::GET, url))
+    }
+
+    fn interpret_did_it_run(&self, sent: &Built, answer: &Answer) -> Ran {
+        let status = answer.status.as_u16();
+        if !answer.status.is_success() {
+            return Ran::Unknown(format!(
+                "listing the executions answered {status}: {}",
+                google_problem(&answer.body)
+            ));
+        }
+        let Ok(list) = serde_json::from_str::<Value>(&answer.body) else {
+            return Ran::Unknown(format!(
+                "listing the executions answered {status} with no readable list: {}",
+                problem(&answer.body)
+            ));
+        };
+        let executions = match list.get("executions") {
+            None | Some(Value::Null) => return Ran::No,
+            Some(Value::Array(executions)) => executions,
+            Some(_) => {
+                return Ran::Unknown("listing the executions: `executions` is not a list".into());
+            }
+        };
+        let Some(first) = executions.first() else {
+            return Ran::No;
+        };
+        let marker = sent.marker.as_deref().unwrap_or_default();
+        let labelled = first
+            .pointer(&format!("/labels/{LABEL_KEY}"))
+            .and_then(Value::as_str);
+        if labelled != Some(marker) {
+            return Ran::Unknown(format!(
+                "listing the executions filtered by label {LABEL_KEY}={marker} returned one \
+                 without it (label {labelled:?}): the filter was not applied"
+            ));
+        }
+        Ran::Yes {
+            remote_id: first.get("name").and_then(Value::as_str).map(str::to_owned),
+        }
     }
 
     fn interpret(&self, answer: &Answer) -> Verdict {
@@ -342,6 +420,110 @@ mod tests {
             err.contains("at most 32768") && err.contains("bytes as JSON"),
             "{err}"
         );
+    }
+
+    /// The label is the identity the store keys its record by (first 40 hex digits), and the
+    /// lookup asks for exactly the executions carrying it.
+    #[test]
+    fn executions_carry_the_identity_label_and_the_lookup_filters_on_it() {
+        let (target, templates) = workflows(CONFIG);
+        let mut object = event("in/a.csv");
+        object.etag = Some("e1".into());
+        let render = RenderContext::new(&templates, &object, "r");
+        let built = target.check(&render).unwrap();
+        let id = crate::store::Key::new("t", "r", "workflows my-proj/europe-west1/ingest", &object)
+            .unwrap()
+            .id;
+        let label = &id[..40];
+        assert_eq!(built.marker.as_deref(), Some(label));
+        let Body::Json(body) = &built.request.body else {
+            panic!("json")
+        };
+        assert_eq!(
+            body["labels"],
+            serde_json::json!({ "bucket_trigger": label })
+        );
+        assert!(
+            label
+                .chars()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()),
+            "a valid label value: {label}"
+        );
+        let lookup = target.target.did_it_run(&built).unwrap();
+        assert_eq!(lookup.method, Method::GET);
+        assert_eq!(
+            lookup.url.as_str(),
+            format!(
+                "https://workflowexecutions.googleapis.com/v1/projects/my-proj/locations/europe-west1/workflows/ingest/executions\
+                 ?filter=labels.bucket_trigger%3D%22{label}%22&view=FULL&pageSize=1"
+            )
+        );
+        assert!(target.target.can_tell());
+
+        // Another version of the object: another label.
+        object.etag = Some("e2".into());
+        let other = target
+            .check(&RenderContext::new(&templates, &object, "r"))
+            .unwrap();
+        assert_ne!(other.marker, built.marker);
+
+        // No version at all (no identity): no label, and nothing to look up.
+        let bare = event("in/a.csv");
+        let built = target
+            .check(&RenderContext::new(&templates, &bare, "r"))
+            .unwrap();
+        let Body::Json(body) = &built.request.body else {
+            panic!("json")
+        };
+        assert!(body.get("labels").is_none(), "{body}");
+        assert!(target.target.did_it_run(&built).is_none());
+    }
+
+    #[test]
+    fn the_lookup_answer_says_yes_only_with_our_label() {
+        let (target, templates) = workflows(CONFIG);
+        let mut object = event("in/a.csv");
+        object.sequencer = Some("0A".into());
+        let built = target
+            .check(&RenderContext::new(&templates, &object, "r"))
+            .unwrap();
+        let label = built.marker.clone().unwrap();
+        let name = "projects/my-proj/locations/europe-west1/workflows/ingest/executions/e-1";
+        let ours = serde_json::json!({ "executions": [
+            { "name": name, "state": "SUCCEEDED", "labels": { "bucket_trigger": label } }
+        ] })
+        .to_string();
+        let theirs = serde_json::json!({ "executions": [
+            { "name": name, "labels": { "bucket_trigger": "0".repeat(40) } }
+        ], "nextPageToken": "t" })
+        .to_string();
+        let ran = |status: u16, body: &str| {
+            target.target.interpret_did_it_run(
+                &built,
+                &Answer::new(StatusCode::from_u16(status).unwrap(), body),
+            )
+        };
+        assert_eq!(
+            ran(200, &ours),
+            Ran::Yes {
+                remote_id: Some(name.to_owned())
+            }
+        );
+        assert_eq!(ran(200, "{}"), Ran::No);
+        assert_eq!(ran(200, r#"{"executions": []}"#), Ran::No);
+        let Ran::Unknown(why) = ran(200, &theirs) else {
+            panic!("an execution without our label proves nothing")
+        };
+        assert!(why.contains("the filter was not applied"), "{why}");
+        let Ran::Unknown(why) = ran(
+            400,
+            r#"{"error": {"code": 400, "message": "invalid filter", "status": "INVALID_ARGUMENT"}}"#,
+        ) else {
+            panic!("an error answer cannot tell")
+        };
+        assert_eq!(why, "listing the executions answered 400: invalid filter");
+        assert!(matches!(ran(503, ""), Ran::Unknown(_)));
+        assert!(matches!(ran(200, "<html>"), Ran::Unknown(_)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod google;
 mod handler;
 mod lambda;
 mod leak;
+mod lookups;
 mod malformed;
 mod metrics;
 mod mwaa;

@@ -216,3 +216,122 @@ async fn a_missing_table_sends_nothing_and_says_how_to_make_it() {
     );
     assert!(server.received_requests().await.unwrap().is_empty());
 }
+
+/// The claims a "did it run?" lookup rests on, in DynamoDB itself: an AMBIGUOUS record is not
+/// claimed by a plain claim; a claim that may take it says since when it was ambiguous; and
+/// should that claim's invocation die, the claim that takes over after its lease still knows.
+#[tokio::test]
+async fn an_ambiguous_record_stays_known_as_such_through_a_takeover_that_did_not_finish() {
+    use std::time::SystemTime;
+
+    use bucket_trigger::event::{ObjectEvent, Source};
+    use bucket_trigger::store::{Claim, Done, Key, Store, Takeover};
+
+    let table = idempotency_table("bucket-trigger-records").await;
+    let store = DynamoDb::new(dynamodb());
+    let event = ObjectEvent {
+        source: Source::S3,
+        bucket: "acme".into(),
+        key: "in/a.csv".into(),
+        size: Some(3),
+        etag: Some("e1".into()),
+        version_id: None,
+        sequencer: None,
+        event_name: "ObjectCreated:Put".into(),
+        event_time: None,
+        region: None,
+        record_id: None,
+    };
+    let key = Key::new(&table, "r", "workflows p/l/w", &event).unwrap();
+    // Milliseconds, as the table keeps them.
+    let millis = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    };
+    let now = SystemTime::now();
+    let lease = now + Duration::from_secs(60);
+    let keep = now + Duration::from_secs(3600);
+
+    let Claim::Won {
+        token,
+        took_over: false,
+        ambiguous_since: None,
+    } = store
+        .claim(&key, now, lease, Takeover::Expired)
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh record is won")
+    };
+    let since = now - Duration::from_secs(30);
+    store
+        .mark_ambiguous(&key, &token, since, keep)
+        .await
+        .unwrap();
+    let Claim::Ambiguous { since: at } = store
+        .claim(&key, now, lease, Takeover::Expired)
+        .await
+        .unwrap()
+    else {
+        panic!("a plain claim does not take an ambiguous record")
+    };
+    assert_eq!(millis(at), millis(since));
+
+    // Taken over to ask the target; then that invocation dies (its lease runs out).
+    let short = now + Duration::from_millis(1);
+    let Claim::Won {
+        took_over: true,
+        ambiguous_since: Some(at),
+        ..
+    } = store
+        .claim(&key, now, short, Takeover::Ambiguous)
+        .await
+        .unwrap()
+    else {
+        panic!("a claim that may take it, takes it")
+    };
+    assert_eq!(millis(at), millis(since));
+    let later = now + Duration::from_secs(1);
+    let Claim::Won {
+        token,
+        took_over: true,
+        ambiguous_since: Some(at),
+    } = store
+        .claim(
+            &key,
+            later,
+            later + Duration::from_secs(60),
+            Takeover::Expired,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("the expired claim is taken over, and still known as ambiguous")
+    };
+    assert_eq!(millis(at), millis(since));
+
+    // Completed (the lookup found its run): delivered, with the execution's name.
+    let done = Done {
+        remote_id: Some("projects/p/locations/l/workflows/w/executions/e-1"),
+        run_id: None,
+        at: later,
+        keep_until: keep,
+    };
+    store.complete(&key, &token, done).await.unwrap();
+    assert_eq!(
+        store
+            .claim(
+                &key,
+                later,
+                later + Duration::from_secs(60),
+                Takeover::Ambiguous
+            )
+            .await
+            .unwrap(),
+        Claim::Completed {
+            remote_id: Some("projects/p/locations/l/workflows/w/executions/e-1".into()),
+            run_id: None,
+        }
+    );
+}
