@@ -52,6 +52,8 @@ check events/s3-put.json 'r["summary"]["dry_run"] == 2 and "Bearer ****" in json
 check events/eventbridge-object-created.json 'r["outcomes"][0]["request"]["body"]["conf"]["key"] == "incoming/eventbridge/Q4 report+final (v2).csv"'
 check events/sqs-batch.json 'r == {"batchItemFailures": []}'
 check events/s3-test-event.json 'r["skipped"][0]["reason"].startswith("s3:TestEvent")'
+# A function URL request, to a config without settings.push: answered 404 in HTTP form, nothing run.
+check events/function-url-gcs-push.json 'r["statusCode"] == 404 and "settings.push" in r["body"]'
 
 if ((failed)); then tail -n 40 "$LOG" >&2; fi
 echo "smoke-cargo-lambda: $passed passed, $failed failed"
