@@ -236,6 +236,13 @@ log "event: bucket=$EVENT_BUCKET key=$EVENT_KEY_JSON"
 # --------------------------------------------------------------------------------------
 # 2. Airflow venv (reused when it already holds the requested version)
 # --------------------------------------------------------------------------------------
+# Pins pip would otherwise get wrong: Airflow 3.2.x asks for fastapi>=0.129 with no upper bound,
+# and fastapi 0.137+ (0.165 in November 2026) breaks its execution API at start-up
+# ("PydanticUserError: Model 'TITerminalStatePayload' needs a discriminator field"); Airflow 3.3
+# caps it at <0.137 itself. (Airflow's constraint files would pin everything, but they live on
+# GitHub, which an install from PyPI alone cannot count on.)
+PINS=()
+case $AIRFLOW_VERSION in 3.2.*) PINS=("fastapi<0.137") ;; esac
 if [[ -x $VENV/bin/airflow && $(cat "$VENV/.e2e-installed" 2>/dev/null) == "$AIRFLOW_VERSION" ]]; then
   log "reusing $VENV"
 else
@@ -245,7 +252,7 @@ else
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
   # psycopg2-binary and asyncpg: the PostgreSQL drivers of E2E_DB=postgres (the default from
   # 3.2 on; Airflow 3 opens an async engine too).
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "apache-airflow==$AIRFLOW_VERSION" psycopg2-binary asyncpg
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "apache-airflow==$AIRFLOW_VERSION" "${PINS[@]}" psycopg2-binary asyncpg
   echo "$AIRFLOW_VERSION" > "$VENV/.e2e-installed"
 fi
 # PostgreSQL: Debian's server (apt-get when missing and we may), and the driver in the venv.
