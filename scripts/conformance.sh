@@ -62,7 +62,7 @@ CHECKS = [
     ("unknown-dag", "unknown DAG → permanent error naming the DAG"),
     ("wrong-password", "wrong password → permanent error naming the secret"),
     ("asset", "asset event → the asset-scheduled DAG runs"),
-    ("mwaa", "MWAA InvokeRestApi (SigV4) → run, duplicate, denied"),
+    ("mwaa", "MWAA InvokeRestApi (SigV4) → run, duplicate, denied; 3.x: a v1 body → \"set api: v2\""),
 ]
 results, meta = {}, {}
 for v in versions:

@@ -204,6 +204,8 @@ on_exit() {
   fi
   stop_all
   stop_postgres
+  # A socket dir made in /tmp (AIRFLOW_HOME's path was too long for a socket) goes either way.
+  if [[ $PG_DIR == /tmp/e2e-pg.* ]]; then rm -rf "$PG_DIR"; fi
   [[ ${INSTALL_ONLY:-0} == 1 ]] || result @exit "$rc" ""
   if ((rc == 0 && HOME_READY)) && [[ ${E2E_KEEP_HOME:-0} != 1 ]]; then rm -rf "$AIRFLOW_HOME"; fi
   exit "$rc"
