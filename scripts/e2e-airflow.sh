@@ -8,11 +8,15 @@
 #   1. builds the binary (`cargo build`) unless BUCKET_TRIGGER_BIN points at one;
 #   2. installs apache-airflow==$AIRFLOW_VERSION from PyPI into .e2e/venv-<version>
 #      (reused on later runs; delete the directory to force a reinstall);
-#   3. creates a fresh AIRFLOW_HOME (.e2e/home-<version>, sqlite) with a trigger-only
+#   3. creates a fresh AIRFLOW_HOME (.e2e/home-<version>) with a trigger-only
 #      DAG `bucket_trigger_e2e`, and starts the Airflow components bound to 127.0.0.1
 #      only (Airflow 3: api-server + scheduler + dag-processor; Airflow 2: webserver +
 #      scheduler). Nothing that would listen on 0.0.0.0 is started (no `standalone`,
-#      no triggerer, no log server: `--skip-serve-logs`);
+#      no triggerer, no log server: `--skip-serve-logs`). The metadata DB is SQLite before
+#      Airflow 3.2 and PostgreSQL from 3.2 on (3.3 on SQLite answers 500s and loses its
+#      scheduler under load, "database is locked"): a throwaway cluster made with `initdb` in
+#      AIRFLOW_HOME/pg, listening on a Unix socket in that directory only
+#      (listen_addresses=''), run as the `postgres` user when we are root, stopped on exit;
 #   4. runs `bucket-trigger invoke events/s3-put.json` (dry run, real run, repeated run)
 #      and checks the outcome through Airflow's own REST API:
 #        - the dry run creates no DAG run,
@@ -36,6 +40,11 @@
 #          the others fails again the same way (exit 1); no run is added;
 #        - paused DAG: with the DAG paused (PATCH is_paused), a new object is triggered
 #          (exit 0) and its outcome carries the warning that the DAG is paused;
+#        - unknown DAG: a route whose dag_id Airflow does not have fails for good (exit 1,
+#          not retryable), the message naming the DAG;
+#        - wrong password: a route whose secret holds a wrong password fails for good
+#          (exit 1), the message naming the secret (Airflow 2: basic auth, 401 or 403;
+#          Airflow 3: the token exchange is refused);
 #   6. asset events (target `airflow_asset`): a second DAG, `bucket_trigger_e2e_asset`, is
 #      scheduled on the asset (Airflow 2: dataset) s3://e2e-bucket/assets/landing. One S3
 #      notification on the asset route posts one asset event (v2: the asset's id, looked up by
@@ -44,14 +53,19 @@
 #      consumed it and reaches success; an asset no DAG declares is a permanent failure naming
 #      it (exit 1); re-sending the same notification makes a second event (asset events have
 #      no client id: the target is not idempotent).
-#   7. Amazon MWAA by IAM (Airflow 2 only: MWAA's InvokeRestApi forwards to the stable API
-#      v1): a stand-in for the MWAA API (tests/fixtures/mwaa_server.py, with botocore from the
-#      test venv .venv) recomputes each request's SigV4 signature and forwards the call to
-#      this Airflow as MWAA forwards it to its webserver. An `mwaa` target creates one run
+#   7. Amazon MWAA by IAM: a stand-in for the MWAA API (tests/fixtures/mwaa_server.py, with
+#      botocore from the test venv .venv) recomputes each request's SigV4 signature and
+#      forwards the call to this Airflow as MWAA forwards it: Airflow 2 environments to the
+#      stable API v1 (basic auth), Airflow 3 environments to the REST API v2 (with a token
+#      the stand-in gets from /auth/token); the `mwaa` target says `api: v1` or `v2`. An `mwaa` target creates one run
 #      whose conf carries the object; re-sending it is already triggered (the 409 checked
 #      through InvokeRestApi); a request signed with another secret key is refused, naming
 #      airflow:InvokeRestApi.
 #   Prints `e2e-airflow <version>: N passed, M failed` and exits 1 if anything failed.
+#   With E2E_RESULTS=FILE, also writes one line per check to FILE (scripts/conformance.sh
+#   reads it): `CHECK<TAB>pass|fail<TAB>message`, CHECK one of listen dry-run conf duplicate
+#   success collision paused unknown-dag wrong-password asset mwaa; and `@version`, `@db`
+#   and `@exit` lines (the exit status, written on exit).
 #   All started processes are stopped on exit; on failure the Airflow logs' tails are shown.
 #
 # Environment (all optional):
@@ -65,6 +79,8 @@
 #   E2E_EVENT_FILE       S3 notification to send                      (default: events/s3-put.json)
 #   E2E_INSTALL_ONLY=1   only install the venv (CI does this in the background while it builds)
 #   E2E_KEEP_HOME=1      keep AIRFLOW_HOME after a successful run (it is always kept after a failure)
+#   E2E_DB               sqlite | postgres: Airflow's metadata DB (default: postgres from 3.2 on)
+#   E2E_RESULTS          file for the per-check results (see above; default: none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -83,6 +99,17 @@ case "$AIRFLOW_VERSION" in
   2.*) MAJOR=2 API=v1 ;;
   *) echo "AIRFLOW_VERSION must be 2.x or 3.x, got '$AIRFLOW_VERSION'" >&2; exit 2 ;;
 esac
+
+# The metadata DB: PostgreSQL from Airflow 3.2 on (a "3.*" spec installs the newest).
+MINOR=$(cut -d. -f2 <<< "$AIRFLOW_VERSION")
+if [[ -n ${E2E_DB:-} ]]; then
+  DB=$E2E_DB
+elif ((MAJOR == 3)) && { [[ ! $MINOR =~ ^[0-9]+$ ]] || ((MINOR >= 2)); }; then
+  DB=postgres
+else
+  DB=sqlite
+fi
+[[ $DB == sqlite || $DB == postgres ]] || { echo "E2E_DB must be sqlite or postgres, got '$DB'" >&2; exit 2; }
 
 # Directory names: "3.1.*" -> "3.1.x".
 SLUG=${AIRFLOW_VERSION//\*/x}
@@ -103,6 +130,11 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 # and task processes).
 # --------------------------------------------------------------------------------------
 PIDS=()
+RESULTS=${E2E_RESULTS:-}
+result() { [[ -z $RESULTS ]] || printf '%s\t%s\t%s\n' "$1" "$2" "$3" >> "$RESULTS"; }
+PG_DIR=           # our PostgreSQL cluster's directory (socket, log, data/)
+PG_DATA=          # set while that cluster may be running
+PG_AS=()          # runuser -u postgres -- when we are root (PostgreSQL refuses to run as root)
 HOME_READY=0          # set once this run has created AIRFLOW_HOME (whose logs are then worth showing)
 
 start_bg() {          # start_bg NAME CMD... ; output goes to $LOG_DIR/NAME.log
@@ -144,6 +176,10 @@ show_logs() {
     echo "----- tail -n 40 $f -----" >&2
     tail -n 40 "$f" >&2 || true
   done
+  if [[ -n $PG_DIR && -f $PG_DIR/postgres.log ]]; then
+    echo "----- tail -n 20 $PG_DIR/postgres.log -----" >&2
+    tail -n 20 "$PG_DIR/postgres.log" >&2 || true
+  fi
   # Task logs (the DAG run's task output), if any.
   if [[ -d $AIRFLOW_HOME/logs ]]; then
     find "$AIRFLOW_HOME/logs" -path '*dag_id=*' -type f 2>/dev/null | head -n 3 | while read -r f; do
@@ -153,6 +189,13 @@ show_logs() {
   fi
 }
 
+stop_postgres() {
+  [[ -n $PG_DATA && -f $PG_DATA/postmaster.pid ]] || return 0
+  "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 30 stop > /dev/null 2>&1 \
+    || log "pg_ctl stop failed (cluster in $PG_DATA)"
+  PG_DATA=
+}
+
 on_exit() {
   local rc=$?
   if ((rc != 0 && HOME_READY)); then
@@ -160,6 +203,10 @@ on_exit() {
     show_logs
   fi
   stop_all
+  stop_postgres
+  # A socket dir made in /tmp (AIRFLOW_HOME's path was too long for a socket) goes either way.
+  if [[ $PG_DIR == /tmp/e2e-pg.* ]]; then rm -rf "$PG_DIR"; fi
+  [[ ${INSTALL_ONLY:-0} == 1 ]] || result @exit "$rc" ""
   if ((rc == 0 && HOME_READY)) && [[ ${E2E_KEEP_HOME:-0} != 1 ]]; then rm -rf "$AIRFLOW_HOME"; fi
   exit "$rc"
 }
@@ -191,6 +238,13 @@ log "event: bucket=$EVENT_BUCKET key=$EVENT_KEY_JSON"
 # --------------------------------------------------------------------------------------
 # 2. Airflow venv (reused when it already holds the requested version)
 # --------------------------------------------------------------------------------------
+# Pins pip would otherwise get wrong: Airflow 3.2.x asks for fastapi>=0.129 with no upper bound,
+# and fastapi 0.137+ (0.165 in November 2026) breaks its execution API at start-up
+# ("PydanticUserError: Model 'TITerminalStatePayload' needs a discriminator field"); Airflow 3.3
+# caps it at <0.137 itself. (Airflow's constraint files would pin everything, but they live on
+# GitHub, which an install from PyPI alone cannot count on.)
+PINS=()
+case $AIRFLOW_VERSION in 3.2.*) PINS=("fastapi<0.137") ;; esac
 if [[ -x $VENV/bin/airflow && $(cat "$VENV/.e2e-installed" 2>/dev/null) == "$AIRFLOW_VERSION" ]]; then
   log "reusing $VENV"
 else
@@ -198,8 +252,26 @@ else
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "apache-airflow==$AIRFLOW_VERSION"
+  # psycopg2-binary and asyncpg: the PostgreSQL drivers of E2E_DB=postgres (the default from
+  # 3.2 on; Airflow 3 opens an async engine too).
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "apache-airflow==$AIRFLOW_VERSION" "${PINS[@]}" psycopg2-binary asyncpg
   echo "$AIRFLOW_VERSION" > "$VENV/.e2e-installed"
+fi
+# PostgreSQL: Debian's server (apt-get when missing and we may), and the driver in the venv.
+PG_BIN=
+if [[ $DB == postgres ]]; then
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [[ ! -x $PG_BIN/initdb ]] && ((EUID == 0)) && command -v apt-get >/dev/null; then
+    log "installing Debian's postgresql (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } > /dev/null 2>&1 \
+      || die "apt-get install postgresql failed"
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  fi
+  [[ -x $PG_BIN/initdb ]] || die "E2E_DB=postgres needs PostgreSQL's initdb (apt-get install postgresql)"
+  if ! "$VENV/bin/python" -c 'import psycopg2, asyncpg' 2>/dev/null; then
+    log "installing psycopg2-binary and asyncpg into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check psycopg2-binary asyncpg
+  fi
 fi
 # Tasks are run by `airflow ...` subprocesses: the venv's bin must be on PATH.
 export PATH=$VENV/bin:$PATH
@@ -209,6 +281,10 @@ if [[ $INSTALL_ONLY == 1 ]]; then
 fi
 INSTALLED_VERSION=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')
 log "apache-airflow $INSTALLED_VERSION"
+if [[ -n $RESULTS ]]; then
+  mkdir -p "$(dirname "$RESULTS")" && : > "$RESULTS"
+  result @version "$INSTALLED_VERSION" ""
+fi
 
 # --------------------------------------------------------------------------------------
 # 3. Fresh AIRFLOW_HOME, configuration (all via environment), the DAG
@@ -232,7 +308,35 @@ unset AIRFLOW_CONFIG    # everything below comes from the environment and $AIRFL
 export AIRFLOW__CORE__DAGS_FOLDER=$AIRFLOW_HOME/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$AIRFLOW_HOME/airflow.db
+if [[ $DB == postgres ]]; then
+  # A throwaway cluster in AIRFLOW_HOME/pg: no TCP at all (listen_addresses=''), its socket in
+  # that directory, trust auth for local connections (nobody else can reach the socket dir).
+  PG_DIR=$AIRFLOW_HOME/pg
+  if (( ${#PG_DIR} > 90 )); then PG_DIR=$(mktemp -d /tmp/e2e-pg.XXXXXX); fi   # socket paths stop at 107 bytes
+  mkdir -p "$PG_DIR"
+  if ((EUID == 0)); then chown postgres: "$PG_DIR"; PG_AS=(runuser -u postgres --); fi
+  PG_DATA=$PG_DIR/data
+  "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U airflow -A trust -E UTF8 --locale=C > "$LOG_DIR/initdb.log" 2>&1 \
+    || { cat "$LOG_DIR/initdb.log" >&2; die "initdb failed"; }
+  cat >> "$PG_DATA/postgresql.conf" <<EOF
+listen_addresses = ''
+unix_socket_directories = '$PG_DIR'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+  "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DIR/postgres.log" -w -t 60 start > "$LOG_DIR/pg_ctl.log" 2>&1 \
+    || { cat "$LOG_DIR/pg_ctl.log" "$PG_DIR/postgres.log" >&2; die "PostgreSQL did not start"; }
+  "${PG_AS[@]}" "$PG_BIN/createdb" -h "$PG_DIR" -U airflow airflow || die "createdb failed"
+  PG_VERSION=$("${PG_AS[@]}" "$PG_BIN/psql" -h "$PG_DIR" -U airflow -d airflow -Atc 'SHOW server_version' | cut -d' ' -f1)
+  log "PostgreSQL $PG_VERSION on the Unix socket $PG_DIR (no TCP)"
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="postgresql+psycopg2://airflow@/airflow?host=$PG_DIR"
+  result @db "PostgreSQL $PG_VERSION" ""
+else
+  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$AIRFLOW_HOME/airflow.db
+  result @db "SQLite $("$PYTHON" -c 'import sqlite3; print(sqlite3.sqlite_version)')" ""
+fi
 export AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL=5      # Airflow 2: rescan the dags folder quickly
 export AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL=5
 if ((MAJOR == 3)); then
@@ -411,8 +515,8 @@ log "DAG parsed after $(($(date +%s) - T_START))s"
 # 5. The checks
 # --------------------------------------------------------------------------------------
 PASSED=0 FAILED=0
-pass() { PASSED=$((PASSED + 1)); log "PASS: $*"; }
-fail() { FAILED=$((FAILED + 1)); log "FAIL: $*"; }
+pass() { local check=$1; shift; PASSED=$((PASSED + 1)); log "PASS [$check]: $*"; result "$check" pass "$*"; }
+fail() { local check=$1; shift; FAILED=$((FAILED + 1)); log "FAIL [$check]: $*"; result "$check" fail "$*"; }
 
 # 5a. Every TCP socket listened on by any process of our Airflow sessions (each component
 # and all its children) is bound to 127.0.0.1.
@@ -422,11 +526,11 @@ if command -v ss >/dev/null; then
   log "TCP sockets listened on by Airflow processes (ss -ltnp):"
   cat "$WORK/listen.txt" >&2
   if [[ ! -s $WORK/listen.txt ]]; then
-    fail "ss shows no listening socket of the Airflow processes (expected the API on 127.0.0.1:$PORT)"
+    fail listen "ss shows no listening socket of the Airflow processes (expected the API on 127.0.0.1:$PORT)"
   elif awk '{print $4}' "$WORK/listen.txt" | grep -vqE '^127\.0\.0\.1:'; then
-    fail "an Airflow process listens on a non-loopback address"
+    fail listen "an Airflow process listens on a non-loopback address"
   else
-    pass "all Airflow listening sockets are on 127.0.0.1"
+    pass listen "all Airflow listening sockets are on 127.0.0.1"
   fi
 else
   log "ss not available: skipping the listening-socket check"
@@ -440,6 +544,10 @@ COLLISION_BUCKET=bucket-trigger-e2e-collision
 COLLISION_TIME=2026-11-25T09:00:00.000Z       # the eventTime all ten records share
 ASSET_BUCKET=bucket-trigger-e2e-asset
 MISSING_BUCKET=bucket-trigger-e2e-no-asset
+UNKNOWN_DAG_BUCKET=bucket-trigger-e2e-unknown-dag
+UNKNOWN_DAG_ID=bucket_trigger_e2e_no_such_dag
+WRONG_PASSWORD_BUCKET=bucket-trigger-e2e-wrong-password
+WRONG_SECRET=e2e/airflow-wrong-password
 [[ $EVENT_BUCKET != "$LONG_BUCKET" && $EVENT_BUCKET != "$COLLISION_BUCKET" ]] \
   || die "$EVENT_FILE uses a bucket reserved for the generated events: $EVENT_BUCKET"
 cat > "$WORK/config.yaml" <<EOF
@@ -469,6 +577,22 @@ routes:
         dag_id: $DAG_ID
         logical_date: "{{ event_time }}"
         auth: $AUTH
+  - name: unknown-dag
+    match: { bucket: "$UNKNOWN_DAG_BUCKET" }
+    target:
+      airflow:
+        base_url: "$BASE_URL"
+        api: $API
+        dag_id: $UNKNOWN_DAG_ID
+        auth: $AUTH
+  - name: wrong-password
+    match: { bucket: "$WRONG_PASSWORD_BUCKET" }
+    target:
+      airflow:
+        base_url: "$BASE_URL"
+        api: $API
+        dag_id: $DAG_ID
+        auth: ${AUTH/secret: airflow/secret: $WRONG_SECRET}
   - name: asset
     match: { bucket: "$ASSET_BUCKET" }
     target:
@@ -487,7 +611,8 @@ routes:
         asset: { uri: "$ASSET_URI/undeclared" }
         auth: $AUTH
 EOF
-printf '{"airflow": {"username": "%s", "password": "%s"}}\n' "$ADMIN_USER" "$ADMIN_PASSWORD" > "$WORK/secrets.json"
+printf '{"airflow": {"username": "%s", "password": "%s"}, "%s": {"username": "%s", "password": "not-%s"}}\n' \
+  "$ADMIN_USER" "$ADMIN_PASSWORD" "$WRONG_SECRET" "$ADMIN_USER" "$ADMIN_PASSWORD" > "$WORK/secrets.json"
 
 invoke() {   # invoke NAME [extra args]: runs the binary on $EVENT_FILE, returns its exit code
   local name=$1; shift
@@ -513,14 +638,14 @@ count_runs() {   # number of DAG runs of $DAG_ID according to Airflow ("?" on er
 }
 
 # 5b. Dry run: must succeed and must not create a DAG run.
-if invoke dry-run --dry-run; then pass "dry run exits 0"; else fail "dry run exits non-zero"; fi
+if invoke dry-run --dry-run; then pass dry-run "dry run exits 0"; else fail dry-run "dry run exits non-zero"; fi
 n=$(count_runs)
-if [[ $n == 0 ]]; then pass "dry run created no DAG run"; else fail "dry run: expected 0 DAG runs, Airflow has $n"; fi
+if [[ $n == 0 ]]; then pass dry-run "dry run created no DAG run"; else fail dry-run "dry run: expected 0 DAG runs, Airflow has $n"; fi
 
 # 5c. First invoke: exactly one DAG run, with the event's bucket and decoded key in its conf.
-if invoke first; then pass "first invoke exits 0"; else fail "first invoke exits non-zero"; fi
+if invoke first; then pass conf "first invoke exits 0"; else fail conf "first invoke exits non-zero"; fi
 n=$(count_runs)
-if [[ $n == 1 ]]; then pass "exactly one DAG run after the first invoke"; else fail "expected 1 DAG run after the first invoke, Airflow has $n"; fi
+if [[ $n == 1 ]]; then pass conf "exactly one DAG run after the first invoke"; else fail conf "expected 1 DAG run after the first invoke, Airflow has $n"; fi
 RUN_ID=
 if [[ $n != "?" && $n -ge 1 ]]; then
   RUN_ID=$(json 'd["dag_runs"][0]["dag_run_id"]' < "$WORK/resp.json")
@@ -534,13 +659,13 @@ got = {k: conf.get(k) for k in want}
 if got != want:
     sys.exit(f"conf mismatch: want {want}, got {got}")
 EOF
-  then pass "conf.bucket and conf.key match the event"; else fail "conf.bucket/conf.key do not match the event"; fi
+  then pass conf "conf.bucket and conf.key match the event"; else fail conf "conf.bucket/conf.key do not match the event"; fi
 fi
 
 # 5d. Same event again: already triggered (409 in Airflow) -> exit 0, still one run.
-if invoke second; then pass "second invoke (same event) exits 0"; else fail "second invoke (same event) exits non-zero"; fi
+if invoke second; then pass duplicate "second invoke (same event) exits 0"; else fail duplicate "second invoke (same event) exits non-zero"; fi
 n=$(count_runs)
-if [[ $n == 1 ]]; then pass "still exactly one DAG run after the second invoke"; else fail "expected 1 DAG run after the second invoke, Airflow has $n"; fi
+if [[ $n == 1 ]]; then pass duplicate "still exactly one DAG run after the second invoke"; else fail duplicate "expected 1 DAG run after the second invoke, Airflow has $n"; fi
 
 # Helpers for the generated events.
 runs_json() {   # runs_json FILE: Airflow's list of the DAG's runs into FILE; fails on an API error
@@ -580,15 +705,15 @@ EOF
 }
 T_NEW=$SECONDS   # for the log: time spent from here on (the generated events, and the wait for the runs)
 
-# 5e. Long key: 300 characters. The default run id (route, bucket, key, sequencer) is cut to
-# 248 characters; 249 or 250 would be accepted by the API but the task could not create its
+# 5e. Long key: 300 characters, some of them not ASCII (conf.key must be exactly that key).
+# The default run id (route, bucket, key, sequencer) is cut to 248 characters; 249 or 250 would be accepted by the API but the task could not create its
 # log folder `run_id=<id>` (255 bytes at most), so the run would fail: we wait for success
 # in 5f.
 LONG_KEY=$("$PYTHON" -c '
-head, tail = "incoming/long keys/report (", ").csv"
+head, tail = "incoming/long keys/données été – 報告 (", ").csv"
 print((head + "0123456789" * 30)[: 300 - len(tail)] + tail)')
 s3_event "$WORK/long.json" "$LONG_BUCKET" 2026-11-25T08:30:00.000Z "$LONG_KEY"
-if invoke_file long "$WORK/long.json"; then pass "long key: invoke exits 0"; else fail "long key: invoke exits non-zero"; fi
+if invoke_file long "$WORK/long.json"; then pass conf "long key: invoke exits 0"; else fail conf "long key: invoke exits non-zero"; fi
 LONG_RUN_ID=
 if runs_json "$WORK/runs-long.json" && LONG_RUN_ID=$("$PYTHON" - "$WORK/runs-long.json" "$WORK/long.out" "$LONG_BUCKET" "$LONG_KEY" <<'EOF'
 import json, sys
@@ -613,9 +738,9 @@ if ids != [run_id]:
 sys.exit("; ".join(problems) or None)
 EOF
 ); then
-  pass "long key: one DAG run, run id of ${#LONG_RUN_ID} characters (<= 248), conf.key is the decoded key"
+  pass conf "long key: one DAG run, run id of ${#LONG_RUN_ID} characters (<= 248), conf.key is the decoded key"
 else
-  fail "long key: run id, conf or report wrong (see above)"
+  fail conf "long key: run id, conf or report wrong (see above)"
 fi
 
 # 5f. The runs are real: wait (bounded) for the first run and the long key's run to finish.
@@ -623,19 +748,19 @@ fi
 # of the long key's, and this wait would include its task too.)
 if [[ -n $RUN_ID ]]; then
   state=$(wait_run "$RUN_ID")
-  if [[ $state == success ]]; then pass "DAG run reached success"; else fail "DAG run did not reach success (state: $state)"; fi
+  if [[ $state == success ]]; then pass success "DAG run reached success"; else fail success "DAG run did not reach success (state: $state)"; fi
 else
-  fail "no DAG run to wait for"
+  fail success "no DAG run to wait for"
 fi
 if [[ -n $LONG_RUN_ID ]]; then
   state=$(wait_run "$LONG_RUN_ID")
   if [[ $state == success ]]; then
-    pass "long key: DAG run with a ${#LONG_RUN_ID}-character run id reached success"
+    pass success "long key: DAG run with a ${#LONG_RUN_ID}-character run id reached success"
   else
-    fail "long key: DAG run with a ${#LONG_RUN_ID}-character run id did not reach success (state: $state)"
+    fail success "long key: DAG run with a ${#LONG_RUN_ID}-character run id did not reach success (state: $state)"
   fi
 else
-  fail "long key: no DAG run to wait for"
+  fail success "long key: no DAG run to wait for"
 fi
 
 # 5g. Logical-date collision: ten keys, one eventTime, logical_date "{{ event_time }}".
@@ -645,7 +770,7 @@ collision_keys=()
 for i in $(seq -f '%02g' 0 9); do collision_keys+=("incoming/batch/part-$i.csv"); done
 s3_event "$WORK/collision.json" "$COLLISION_BUCKET" "$COLLISION_TIME" "${collision_keys[@]}"
 rc=0; invoke_file collision "$WORK/collision.json" || rc=$?
-if ((rc == 1)); then pass "collision: invoke exits 1 (some deliveries failed)"; else fail "collision: invoke exits $rc, expected 1"; fi
+if ((rc == 1)); then pass collision "collision: invoke exits 1 (some deliveries failed)"; else fail collision "collision: invoke exits $rc, expected 1"; fi
 
 # What each collision check asserts of a report: check_report FILE TRIGGERED ALREADY FAILED;
 # every failure must be the checked 409 of its own run id, naming the logical date.
@@ -669,9 +794,9 @@ sys.exit("; ".join(problems) or None)
 EOF
 }
 if check_report "$WORK/collision.out" 1 0 9; then
-  pass "collision: report counts 1 triggered, 0 already triggered, 9 failed, each failure a 409 naming its run id and logical_date"
+  pass collision "collision: report counts 1 triggered, 0 already triggered, 9 failed, each failure a 409 naming its run id and logical_date"
 else
-  fail "collision: report counts or failure messages wrong (see above)"
+  fail collision "collision: report counts or failure messages wrong (see above)"
 fi
 # Which record got the run (any of them may: the ten POSTs go out concurrently), and one
 # that did not, as indexes into collision_keys; from the report, checked against Airflow below.
@@ -716,9 +841,9 @@ sys.exit("; ".join(problems) or None)
 EOF
 }
 if collision_runs "after the batch"; then
-  pass "collision: Airflow holds exactly one DAG run for the batch and its logical date, the one reported triggered"
+  pass collision "collision: Airflow holds exactly one DAG run for the batch and its logical date, the one reported triggered"
 else
-  fail "collision: Airflow's DAG runs for the batch are wrong (see above)"
+  fail collision "collision: Airflow's DAG runs for the batch are wrong (see above)"
 fi
 
 # The record that got the run, alone: its run id exists -> already triggered, exit 0.
@@ -733,50 +858,75 @@ EOF
   invoke_file "$1" "$WORK/$1.json"
 }
 if [[ $WINNER == - ]]; then
-  fail "collision: the report has no single triggered record to re-send"
+  fail collision "collision: the report has no single triggered record to re-send"
 else
   rc=0; resend collision-winner "$WINNER" || rc=$?
   if ((rc == 0)) && check_report "$WORK/collision-winner.out" 0 1 0; then
-    pass "collision: re-sending the triggered record (${collision_keys[$WINNER]}) alone reports it already triggered, exit 0"
+    pass collision "collision: re-sending the triggered record (${collision_keys[$WINNER]}) alone reports it already triggered, exit 0"
   else
-    fail "collision: re-sending the triggered record alone: exit $rc (expected 0), or not reported already triggered"
+    fail collision "collision: re-sending the triggered record alone: exit $rc (expected 0), or not reported already triggered"
   fi
 fi
 if [[ $LOSER == - ]]; then
-  fail "collision: the report has no failed record to re-send"
+  fail collision "collision: the report has no failed record to re-send"
 else
   rc=0; resend collision-loser "$LOSER" || rc=$?
   if ((rc == 1)) && check_report "$WORK/collision-loser.out" 0 0 1; then
-    pass "collision: re-sending a refused record (${collision_keys[$LOSER]}) alone fails again with the conflict, exit 1"
+    pass collision "collision: re-sending a refused record (${collision_keys[$LOSER]}) alone fails again with the conflict, exit 1"
   else
-    fail "collision: re-sending a refused record alone: exit $rc (expected 1), or not the conflict failure"
+    fail collision "collision: re-sending a refused record alone: exit $rc (expected 1), or not the conflict failure"
   fi
 fi
 if collision_runs "after re-sending"; then
-  pass "collision: still exactly one DAG run for the batch after re-sending"
+  pass collision "collision: still exactly one DAG run for the batch after re-sending"
 else
-  fail "collision: Airflow's DAG runs for the batch changed after re-sending (see above)"
+  fail collision "collision: Airflow's DAG runs for the batch changed after re-sending (see above)"
 fi
 
 # 5h. A paused DAG: the run is created but waits, and the outcome says so (a warning read
 # with GET /dags/{dag_id} after the trigger); unpaused again afterwards.
 code=$(api PATCH "/api/$API/dags/$DAG_ID" '{"is_paused": true}')
 if [[ $code != 200 ]]; then
-  fail "paused DAG: could not pause $DAG_ID (HTTP $code): $(cat "$WORK/resp.json")"
+  fail paused "paused DAG: could not pause $DAG_ID (HTTP $code): $(cat "$WORK/resp.json")"
 else
   s3_event "$WORK/paused.json" "$LONG_BUCKET" 2026-11-25T10:00:00.000Z "paused/while-paused.csv"
   rc=0; invoke_file paused "$WORK/paused.json" || rc=$?
   warning=$(json 'd["outcomes"][0].get("warning", "")' < "$WORK/paused.out" 2>/dev/null || true)
   if ((rc == 0)) && [[ $warning == "DAG $DAG_ID is paused: "* ]]; then
-    pass "paused DAG: triggered (exit 0) with the warning \"$warning\""
+    pass paused "paused DAG: triggered (exit 0) with the warning \"$warning\""
   else
-    fail "paused DAG: exit $rc, warning \"$warning\" (expected one saying DAG $DAG_ID is paused)"
+    fail paused "paused DAG: exit $rc, warning \"$warning\" (expected one saying DAG $DAG_ID is paused)"
   fi
   code=$(api PATCH "/api/$API/dags/$DAG_ID" '{"is_paused": false}')
-  [[ $code == 200 ]] || fail "paused DAG: could not unpause $DAG_ID (HTTP $code)"
+  [[ $code == 200 ]] || fail paused "paused DAG: could not unpause $DAG_ID (HTTP $code)"
 fi
 
-log "5e-5h (the generated events, and waiting for the first and the long-key runs) took $((SECONDS - T_NEW))s"
+# 5i. A DAG Airflow does not have: a permanent failure (Airflow's 404) naming the DAG.
+s3_event "$WORK/unknown-dag.json" "$UNKNOWN_DAG_BUCKET" 2026-11-25T10:30:00.000Z "incoming/unknown.csv"
+rc=0; invoke_file unknown-dag "$WORK/unknown-dag.json" || rc=$?
+detail=$(json 'd["outcomes"][0]["detail"] + " | retryable=" + str(d["outcomes"][0]["retryable"])' < "$WORK/unknown-dag.out" 2>/dev/null || true)
+if ((rc == 1)) && [[ $detail == *"$UNKNOWN_DAG_ID"* && $detail == *"retryable=False" ]]; then
+  pass unknown-dag "unknown DAG: fails for good (exit 1), naming the DAG: $detail"
+else
+  fail unknown-dag "unknown DAG: exit $rc (expected 1), detail \"$detail\" (expected it to name $UNKNOWN_DAG_ID, not retryable)"
+fi
+
+# 5j. A wrong password: a permanent failure naming the secret the credentials came from
+# (Airflow 2: basic auth, answered 401 or 403; Airflow 3: the token exchange is refused).
+s3_event "$WORK/wrong-password.json" "$WRONG_PASSWORD_BUCKET" 2026-11-25T10:40:00.000Z "incoming/wrong-password.csv"
+rc=0; invoke_file wrong-password "$WORK/wrong-password.json" || rc=$?
+detail=$(json 'd["outcomes"][0]["detail"] + " | retryable=" + str(d["outcomes"][0]["retryable"])' < "$WORK/wrong-password.out" 2>/dev/null || true)
+if ((rc == 1)) && [[ $detail == *"\"$WRONG_SECRET\""* && $detail == *"retryable=False" ]]; then
+  pass wrong-password "wrong password: fails for good (exit 1), naming the secret: $detail"
+else
+  fail wrong-password "wrong password: exit $rc (expected 1), detail \"$detail\" (expected it to name secret \"$WRONG_SECRET\", not retryable)"
+fi
+n=$(count_runs)
+if [[ $n == "?" ]] || ! runs_json "$WORK/runs-after-errors.json" || [[ $(json "len([r for r in d['dag_runs'] if (r.get('conf') or {}).get('bucket') in ('$UNKNOWN_DAG_BUCKET', '$WRONG_PASSWORD_BUCKET')])" < "$WORK/runs-after-errors.json") != 0 ]]; then
+  fail wrong-password "the refused deliveries (unknown DAG, wrong password) left DAG runs behind, or the runs could not be listed"
+fi
+
+log "5e-5j (the generated events, and waiting for the first and the long-key runs) took $((SECONDS - T_NEW))s"
 
 # 6. Asset events: the asset-scheduled DAG runs on our event and consumes it.
 T_ASSET=$SECONDS
@@ -817,9 +967,9 @@ else:
 sys.exit("; ".join(problems) or None)
 EOF
 ); then
-  pass "asset: invoke exits 0; Airflow holds one event of $ASSET_URI whose extra carries bucket, key and size, and whose id is the report's remote_id"
+  pass asset "asset: invoke exits 0; Airflow holds one event of $ASSET_URI whose extra carries bucket, key and size, and whose id is the report's remote_id"
 else
-  fail "asset: invoke exit $rc, or Airflow's asset events / the report are wrong (see above)"
+  fail asset "asset: invoke exit $rc, or Airflow's asset events / the report are wrong (see above)"
 fi
 
 # The asset-scheduled DAG gets a run that consumed our event, and it reaches success.
@@ -834,7 +984,7 @@ while ((SECONDS < deadline)); do
   sleep 2
 done
 if [[ -z $ASSET_RUN ]]; then
-  fail "asset: $ASSET_DAG_ID got no run within ${RUN_TIMEOUT}s"
+  fail asset "asset: $ASSET_DAG_ID got no run within ${RUN_TIMEOUT}s"
 else
   log "asset: $ASSET_DAG_ID run $ASSET_RUN (run_type $(json 'd["dag_runs"][0]["run_type"]' < "$WORK/resp.json")) after $((SECONDS - T_ASSET))s"
   state=$(DAG_ID=$ASSET_DAG_ID wait_run "$ASSET_RUN")
@@ -843,9 +993,9 @@ else
   consumed="HTTP $code"
   [[ $code == 200 ]] && consumed=$(json "[e['id'] for e in d['$EVENTS_FIELD']]" < "$WORK/resp.json")
   if [[ $state == success && -n $EVENT_ID && $consumed == "[$EVENT_ID]" ]]; then
-    pass "asset: $ASSET_DAG_ID ran on the event (run $ASSET_RUN consumed event $EVENT_ID) and reached success"
+    pass asset "asset: $ASSET_DAG_ID ran on the event (run $ASSET_RUN consumed event $EVENT_ID) and reached success"
   else
-    fail "asset: run $ASSET_RUN state $state, consumed events $consumed (expected success and [$EVENT_ID])"
+    fail asset "asset: run $ASSET_RUN state $state, consumed events $consumed (expected success and [$EVENT_ID])"
   fi
 fi
 
@@ -854,9 +1004,9 @@ s3_event "$WORK/no-asset.json" "$MISSING_BUCKET" 2026-11-25T11:05:00.000Z "landi
 rc=0; invoke_file no-asset "$WORK/no-asset.json" || rc=$?
 detail=$(json 'd["outcomes"][0]["detail"] + " | retryable=" + str(d["outcomes"][0]["retryable"])' < "$WORK/no-asset.out" 2>/dev/null || true)
 if ((rc == 1)) && [[ $detail == *"$ASSET_URI/undeclared"* && $detail == *"retryable=False" ]]; then
-  pass "asset: an undeclared asset fails for good (exit 1), naming it: $detail"
+  pass asset "asset: an undeclared asset fails for good (exit 1), naming it: $detail"
 else
-  fail "asset: undeclared asset: exit $rc (expected 1), detail \"$detail\""
+  fail asset "asset: undeclared asset: exit $rc (expected 1), detail \"$detail\""
 fi
 
 # The same notification again: a second event (no client id to deduplicate by).
@@ -864,69 +1014,85 @@ rc=0; invoke_file asset-again "$WORK/asset.json" || rc=$?
 n="?"
 asset_events "$WORK/asset-events-2.json" && n=$(json 'len(d)' < "$WORK/asset-events-2.json")
 if ((rc == 0)) && [[ $n == 2 ]]; then
-  pass "asset: re-sending the same notification makes a second event (asset events are not idempotent)"
+  pass asset "asset: re-sending the same notification makes a second event (asset events are not idempotent)"
 else
-  fail "asset: re-sending: exit $rc, Airflow has $n events of the asset (expected 2)"
+  fail asset "asset: re-sending: exit $rc, Airflow has $n events of the asset (expected 2)"
 fi
 log "6 (asset events) took $((SECONDS - T_ASSET))s"
 
 # 7. Amazon MWAA by IAM, through a stand-in for the MWAA API that checks SigV4 with botocore.
-if ((MAJOR == 2)); then
-  T_MWAA=$SECONDS
-  TEST_PY=$ROOT/.venv/bin/python
-  [[ -x $TEST_PY ]] || die "7 (MWAA) needs the test venv .venv (scripts/test.sh makes it) for botocore"
-  setsid "$TEST_PY" tests/fixtures/mwaa_server.py --airflow "$BASE_URL" \
-    --airflow-user "$ADMIN_USER" --airflow-password "$ADMIN_PASSWORD" \
-    > "$WORK/mwaa.out" 2> "$LOG_DIR/mwaa.log" &
-  PIDS+=($!)
-  for _ in $(seq 1 100); do [[ -s $WORK/mwaa.out ]] && break; sleep 0.1; done
-  MWAA_URL="http://127.0.0.1:$(awk '/^LISTENING/ {print $2}' "$WORK/mwaa.out")"
-  cat > "$WORK/mwaa.yaml" <<EOF
+# Airflow 2 environments: MWAA forwards to the stable API v1; Airflow 3 environments: to the
+# REST API v2 (the stand-in then signs in to Airflow 3 with a token, as MWAA does).
+T_MWAA=$SECONDS
+TEST_PY=$ROOT/.venv/bin/python
+[[ -x $TEST_PY ]] || die "7 (MWAA) needs the test venv .venv (scripts/test.sh makes it) for botocore"
+setsid "$TEST_PY" tests/fixtures/mwaa_server.py --airflow "$BASE_URL" \
+  --airflow-api "$API" --airflow-user "$ADMIN_USER" --airflow-password "$ADMIN_PASSWORD" \
+  > "$WORK/mwaa.out" 2> "$LOG_DIR/mwaa.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do [[ -s $WORK/mwaa.out ]] && break; sleep 0.1; done
+MWAA_URL="http://127.0.0.1:$(awk '/^LISTENING/ {print $2}' "$WORK/mwaa.out")"
+cat > "$WORK/mwaa.yaml" <<EOF
 routes:
   - name: mwaa
     target:
       mwaa:
         environment: e2e-env
         region: us-east-1
+        api: $API
         dag_id: $DAG_ID
         run_id: "mwaa-{{ sequencer }}"
 EOF
-  s3_event "$WORK/mwaa-event.json" bucket-trigger-e2e-mwaa 2026-11-25T12:00:00.000Z "mwaa/orders 1.csv"
-  mwaa_invoke() {   # mwaa_invoke NAME SECRET_KEY: the binary signs as AKIDMWAATEST with SECRET_KEY
-    local rc=0
-    env -u AWS_ENDPOINT_URL -u AWS_SESSION_TOKEN AWS_ENDPOINT_URL_MWAA="$MWAA_URL" \
-      AWS_ACCESS_KEY_ID=AKIDMWAATEST AWS_SECRET_ACCESS_KEY="$2" AWS_REGION=us-east-1 \
-      AWS_EC2_METADATA_DISABLED=true "$BUCKET_TRIGGER_BIN" invoke "$WORK/mwaa-event.json" \
-      --config "$WORK/mwaa.yaml" > "$WORK/$1.out" 2> "$WORK/$1.err" || rc=$?
-    log "bucket-trigger invoke ($1, MWAA) -> exit $rc"; cat "$WORK/$1.out" >&2
-    return "$rc"
-  }
-  rc=0; mwaa_invoke mwaa-first mwaa-test-secret || rc=$?
-  status=$(json 'd["outcomes"][0]["status"]' < "$WORK/mwaa-first.out" 2>/dev/null || echo "?")
-  MWAA_RUN=$(json 'd["outcomes"][0]["run_id"]' < "$WORK/mwaa-first.out" 2>/dev/null || echo "?")
-  code=$(api GET "/api/v1/dags/$DAG_ID/dagRuns/$MWAA_RUN")
-  key=$(json 'd["conf"]["key"]' < "$WORK/resp.json" 2>/dev/null || echo "?")
-  if ((rc == 0)) && [[ $status == triggered && $code == 200 && $key == "mwaa/orders 1.csv" ]]; then
-    pass "mwaa: InvokeRestApi (SigV4 checked by botocore) created run $MWAA_RUN with the object in its conf"
-  else
-    fail "mwaa: exit $rc, status $status, Airflow GET run $MWAA_RUN -> $code, conf.key \"$key\""
-  fi
-  rc=0; mwaa_invoke mwaa-again mwaa-test-secret || rc=$?
-  status=$(json 'd["outcomes"][0]["status"]' < "$WORK/mwaa-again.out" 2>/dev/null || echo "?")
-  if ((rc == 0)) && [[ $status == already_triggered ]]; then
-    pass "mwaa: the same event again is already triggered (409 checked through InvokeRestApi)"
-  else
-    fail "mwaa: re-sent: exit $rc, status $status (expected already_triggered)"
-  fi
-  rc=0; mwaa_invoke mwaa-denied not-the-secret || rc=$?
-  detail=$(json 'd["outcomes"][0]["detail"]' < "$WORK/mwaa-denied.out" 2>/dev/null || echo "?")
-  if ((rc == 1)) && [[ $detail == *"airflow:InvokeRestApi"* && $detail == *"role/e2e-env/"* ]]; then
-    pass "mwaa: a signature botocore does not reproduce is refused, naming airflow:InvokeRestApi"
-  else
-    fail "mwaa: wrong key: exit $rc, detail \"$detail\""
-  fi
-  log "7 (MWAA) took $((SECONDS - T_MWAA))s"
+s3_event "$WORK/mwaa-event.json" bucket-trigger-e2e-mwaa 2026-11-25T12:00:00.000Z "mwaa/orders 1.csv"
+mwaa_invoke() {   # mwaa_invoke NAME SECRET_KEY: the binary signs as AKIDMWAATEST with SECRET_KEY
+  local rc=0
+  env -u AWS_ENDPOINT_URL -u AWS_SESSION_TOKEN AWS_ENDPOINT_URL_MWAA="$MWAA_URL" \
+    AWS_ACCESS_KEY_ID=AKIDMWAATEST AWS_SECRET_ACCESS_KEY="$2" AWS_REGION=us-east-1 \
+    AWS_EC2_METADATA_DISABLED=true "$BUCKET_TRIGGER_BIN" invoke "$WORK/mwaa-event.json" \
+    --config "$WORK/mwaa.yaml" > "$WORK/$1.out" 2> "$WORK/$1.err" || rc=$?
+  log "bucket-trigger invoke ($1, MWAA) -> exit $rc"; cat "$WORK/$1.out" >&2
+  return "$rc"
+}
+rc=0; mwaa_invoke mwaa-first mwaa-test-secret || rc=$?
+status=$(json 'd["outcomes"][0]["status"]' < "$WORK/mwaa-first.out" 2>/dev/null || echo "?")
+MWAA_RUN=$(json 'd["outcomes"][0]["run_id"]' < "$WORK/mwaa-first.out" 2>/dev/null || echo "?")
+code=$(api GET "/api/$API/dags/$DAG_ID/dagRuns/$MWAA_RUN")
+key=$(json 'd["conf"]["key"]' < "$WORK/resp.json" 2>/dev/null || echo "?")
+if ((rc == 0)) && [[ $status == triggered && $code == 200 && $key == "mwaa/orders 1.csv" ]]; then
+  pass mwaa "mwaa: InvokeRestApi (SigV4 checked by botocore) created run $MWAA_RUN with the object in its conf"
+else
+  fail mwaa "mwaa: exit $rc, status $status, Airflow GET run $MWAA_RUN -> $code, conf.key \"$key\""
 fi
+rc=0; mwaa_invoke mwaa-again mwaa-test-secret || rc=$?
+status=$(json 'd["outcomes"][0]["status"]' < "$WORK/mwaa-again.out" 2>/dev/null || echo "?")
+if ((rc == 0)) && [[ $status == already_triggered ]]; then
+  pass mwaa "mwaa: the same event again is already triggered (409 checked through InvokeRestApi)"
+else
+  fail mwaa "mwaa: re-sent: exit $rc, status $status (expected already_triggered)"
+fi
+rc=0; mwaa_invoke mwaa-denied not-the-secret || rc=$?
+detail=$(json 'd["outcomes"][0]["detail"]' < "$WORK/mwaa-denied.out" 2>/dev/null || echo "?")
+if ((rc == 1)) && [[ $detail == *"airflow:InvokeRestApi"* && $detail == *"role/e2e-env/"* ]]; then
+  pass mwaa "mwaa: a signature botocore does not reproduce is refused, naming airflow:InvokeRestApi"
+else
+  fail mwaa "mwaa: wrong key: exit $rc, detail \"$detail\""
+fi
+if ((MAJOR == 3)); then
+  # The default api (v1, Airflow 2's body, without logical_date) against this Airflow 3
+  # environment: Airflow's 422 is a permanent failure that says to set `api: v2`.
+  sed 's/^        api: v2$/        api: v1/' "$WORK/mwaa.yaml" > "$WORK/mwaa-v1.yaml"
+  cp "$WORK/mwaa.yaml" "$WORK/mwaa-v2.yaml" && cp "$WORK/mwaa-v1.yaml" "$WORK/mwaa.yaml"
+  s3_event "$WORK/mwaa-event.json" bucket-trigger-e2e-mwaa 2026-11-25T12:10:00.000Z "mwaa/v1 body.csv"
+  rc=0; mwaa_invoke mwaa-v1-body mwaa-test-secret || rc=$?
+  cp "$WORK/mwaa-v2.yaml" "$WORK/mwaa.yaml"
+  detail=$(json 'd["outcomes"][0]["detail"] + " | retryable=" + str(d["outcomes"][0]["retryable"])' < "$WORK/mwaa-v1-body.out" 2>/dev/null || echo "?")
+  if ((rc == 1)) && [[ $detail == *'set `api: v2`'* && $detail == *"retryable=False" ]]; then
+    pass mwaa "mwaa: an Airflow 2 body (api: v1) sent to this Airflow 3 environment fails for good, saying to set api: v2"
+  else
+    fail mwaa "mwaa: api v1 against Airflow 3: exit $rc (expected 1), detail \"$detail\""
+  fi
+fi
+log "7 (MWAA) took $((SECONDS - T_MWAA))s"
 
 echo "e2e-airflow $INSTALLED_VERSION: $PASSED passed, $FAILED failed"
 ((FAILED == 0))

@@ -116,6 +116,7 @@ impl MwaaConfig {
 pub(super) struct Mwaa {
     airflow: Airflow,
     environment: String,
+    api: AirflowApi,
 }
 
 impl Mwaa {
@@ -163,6 +164,7 @@ impl Mwaa {
                 config.environment
             )),
             environment: config.environment.clone(),
+            api: config.api,
         })
     }
 
@@ -234,6 +236,14 @@ impl Mwaa {
                 ),
             },
         })
+    }
+
+    /// A v1 body (no `logical_date`) sent to an Airflow 3 environment: MWAA forwards it to the
+    /// REST API v2, which requires `logical_date` and answers 422 naming it.
+    fn sent_v1_to_airflow_3(&self, inner: &Answer) -> bool {
+        self.api == AirflowApi::V1
+            && inner.status.as_u16() == 422
+            && inner.body.contains("logical_date")
     }
 
     /// The Airflow path inside a built `InvokeRestApi` request.
@@ -316,6 +326,15 @@ impl Target for Mwaa {
 
     fn interpret(&self, answer: &Answer) -> Verdict {
         match self.unwrap(answer) {
+            Ok(inner) if self.sent_v1_to_airflow_3(&inner) => Verdict::Permanent {
+                reason: format!(
+                    "MWAA environment {} runs Airflow 3: its REST API v2 refused the Airflow 2 \
+                     (api: v1, the default) body for lacking logical_date (422); set `api: v2` on \
+                     this mwaa target: {}",
+                    self.environment,
+                    problem(&inner.body)
+                ),
+            },
             Ok(inner) => self.airflow.interpret(&inner),
             Err(verdict) => verdict,
         }
@@ -499,6 +518,56 @@ mod tests {
         );
         assert!(target.warning(&paused).unwrap().contains("DAG d is paused"));
         let _ = templates;
+    }
+
+    #[test]
+    fn a_v1_body_refused_by_an_airflow_3_environment_says_to_set_api_v2() {
+        // What MWAA carries back from an Airflow 3 environment (REST API v2, 3.1.8 to 3.3.2)
+        // for a body without logical_date: FastAPI's 422 naming the missing field.
+        let refused = || {
+            let mut answer = answer(
+                400,
+                json!({"RestApiStatusCode": 422, "RestApiResponse": {"detail": [
+                    {"type": "missing", "loc": ["body", "logical_date"], "msg": "Field required",
+                     "input": {"dag_run_id": "r", "conf": {}}}
+                ]}}),
+            );
+            answer.headers.insert(
+                "x-amzn-errortype",
+                "RestApiClientException".parse().unwrap(),
+            );
+            answer
+        };
+        let (v1, _) = mwaa("environment: af3-env\nregion: eu-west-1\ndag_id: d\n");
+        let Verdict::Permanent { reason } = v1.target.interpret(&refused()) else {
+            panic!("a 422 is permanent")
+        };
+        assert!(
+            reason.contains("af3-env runs Airflow 3") && reason.contains("set `api: v2`"),
+            "{reason}"
+        );
+        // With api: v2 the body has logical_date; another 422 is Airflow's own, not this hint.
+        let (v2, templates) = mwaa("environment: af3-env\nregion: eu-west-1\napi: v2\ndag_id: d\n");
+        let Body::Json(call) = built(&v2, &templates).request.body else {
+            panic!("json")
+        };
+        assert_eq!(
+            call["Body"]["logical_date"],
+            Value::Null,
+            "v2 sends it, null"
+        );
+        let Verdict::Permanent { reason } = v2.target.interpret(&refused()) else {
+            panic!("a 422 is permanent")
+        };
+        assert!(!reason.contains("set `api: v2`"), "{reason}");
+        // A v1 environment's own 422 about something else gets no hint either.
+        let other = answer(
+            400,
+            json!({"RestApiStatusCode": 422, "RestApiResponse": {"detail": "conf must be a dict"}}),
+        );
+        if let Verdict::Permanent { reason } = v1.target.interpret(&other) {
+            assert!(!reason.contains("set `api: v2`"), "{reason}");
+        }
     }
 
     #[test]
