@@ -63,6 +63,7 @@ CHECKS = [
     ("wrong-password", "wrong password → permanent error naming the secret"),
     ("asset", "asset event → the asset-scheduled DAG runs"),
     ("mwaa", "MWAA InvokeRestApi (SigV4) → run, duplicate, denied; 3.x: a v1 body → \"set api: v2\""),
+    ("gcs-push", "GCS Pub/Sub push to serve (OIDC verified) → run, duplicate, unsigned 401"),
 ]
 results, meta = {}, {}
 for v in versions:

@@ -61,6 +61,12 @@
 #      whose conf carries the object; re-sending it is already triggered (the 409 checked
 #      through InvokeRestApi); a request signed with another secret key is refused, naming
 #      airflow:InvokeRestApi.
+#   8. Google Cloud Storage pushes through `bucket-trigger serve` on 127.0.0.1: a Pub/Sub push
+#      signed as Google signs push tokens (the test key; its JWKS served by a local stand-in for
+#      Google's certs endpoint) is verified, and creates one run whose conf carries the object
+#      (source gcs, the generation as version_id) and reaches success; the same push again is
+#      already triggered; a push without a token is answered 401 and runs nothing; the token is
+#      never in serve's log.
 #   Prints `e2e-airflow <version>: N passed, M failed` and exits 1 if anything failed.
 #   With E2E_RESULTS=FILE, also writes one line per check to FILE (scripts/conformance.sh
 #   reads it): `CHECK<TAB>pass|fail<TAB>message`, CHECK one of listen dry-run conf duplicate
@@ -1093,6 +1099,93 @@ if ((MAJOR == 3)); then
   fi
 fi
 log "7 (MWAA) took $((SECONDS - T_MWAA))s"
+
+# 8. Google Cloud Storage pushes through `bucket-trigger serve` (issue 11): a Pub/Sub push of a
+# GCS finalize, signed as Google signs push tokens (the test key, its JWKS published by a local
+# server standing in for Google's certs endpoint), is verified and starts one run whose conf
+# carries the object (the generation as version_id), which reaches success; the same push
+# again is already triggered (one run); a push without a token is refused (401), runs nothing.
+T_GCS=$SECONDS
+GCS_AUDIENCE=https://bucket-trigger-e2e.example/
+GCS_PUSHER=gcs-push@e2e-project.iam.gserviceaccount.com
+mkdir -p "$WORK/certs"
+"$TEST_PY" tests/fixtures/push_tokens.py "$GCS_AUDIENCE" "$GCS_PUSHER" unused > "$WORK/push-tokens.json"
+json 'json.dumps(d["jwks"])' < "$WORK/push-tokens.json" > "$WORK/certs/jwks.json"
+GCS_TOKEN=$(json '[c["token"] for c in d["cases"] if c["name"] == "valid"][0]' < "$WORK/push-tokens.json")
+setsid "$TEST_PY" -u -m http.server 0 --bind 127.0.0.1 --directory "$WORK/certs" \
+  > "$WORK/certs.out" 2> "$LOG_DIR/certs.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q 'port' "$WORK/certs.out" 2>/dev/null && break; sleep 0.1; done
+CERTS_PORT=$(sed -n 's/.* port \([0-9]*\).*/\1/p' "$WORK/certs.out" | head -n 1)
+cat > "$WORK/serve.yaml" <<EOF
+settings:
+  push:
+    - path: /pubsub
+      oidc:
+        audience: "$GCS_AUDIENCE"
+        service_account: "$GCS_PUSHER"
+        certs_url: "http://127.0.0.1:$CERTS_PORT/jwks.json"
+routes:
+  - name: gcs
+    match: { bucket: acme-landing-gcs }
+    target:
+      airflow:
+        base_url: "$BASE_URL"
+        api: $API
+        dag_id: $DAG_ID
+        auth: $AUTH
+EOF
+setsid "$BUCKET_TRIGGER_BIN" serve --port 0 --config "$WORK/serve.yaml" \
+  --secrets-file "$WORK/secrets.json" > "$LOG_DIR/serve.log" 2>&1 &
+SERVE_PID=$!
+PIDS+=("$SERVE_PID")
+for _ in $(seq 1 100); do grep -q 'listening on' "$LOG_DIR/serve.log" 2>/dev/null && break; sleep 0.1; done
+SERVE_URL=$(sed -n 's/^bucket-trigger serve: listening on //p' "$LOG_DIR/serve.log" | head -n 1)
+push() {   # push NAME [curl args]: POSTs events/gcs-pubsub-push.json to serve; prints the status
+  local name=$1; shift
+  curl -s -o "$WORK/$name.out" -w '%{http_code}' --max-time 60 -X POST "$SERVE_URL/pubsub" \
+    -H 'content-type: application/json' "$@" --data-binary @events/gcs-pubsub-push.json || echo 000
+}
+code=$(push gcs-first -H "authorization: Bearer $GCS_TOKEN")
+status=$(json 'd["outcomes"][0]["status"]' < "$WORK/gcs-first.out" 2>/dev/null || echo "?")
+GCS_RUN=$(json 'd["outcomes"][0]["run_id"]' < "$WORK/gcs-first.out" 2>/dev/null || echo "?")
+run_path="/api/$API/dags/$DAG_ID/dagRuns/$("$PYTHON" -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$GCS_RUN")"
+got=$(api GET "$run_path")
+conf="?"
+[[ $got == 200 ]] && conf=$(json '"|".join(str(d["conf"].get(k)) for k in ("source", "bucket", "key", "version_id"))' < "$WORK/resp.json")
+want="gcs|acme-landing-gcs|incoming/sales/Q4 report (2026).csv|1764057600123456"
+if [[ $code == 200 && $status == triggered && $conf == "$want" ]]; then
+  pass gcs-push "gcs push: serve verified the OIDC token and created run $GCS_RUN, conf $conf"
+else
+  fail gcs-push "gcs push: HTTP $code, status $status, run $GCS_RUN -> $got, conf $conf (expected 200, triggered, $want)"
+fi
+state=$(wait_run "$GCS_RUN")
+if [[ $state == success ]]; then
+  pass gcs-push "gcs push: run $GCS_RUN reached success"
+else
+  fail gcs-push "gcs push: run $GCS_RUN ended $state (expected success)"
+fi
+code=$(push gcs-again -H "authorization: Bearer $GCS_TOKEN")
+status=$(json 'd["outcomes"][0]["status"]' < "$WORK/gcs-again.out" 2>/dev/null || echo "?")
+again_run=$(json 'd["outcomes"][0]["run_id"]' < "$WORK/gcs-again.out" 2>/dev/null || echo "?")
+if [[ $code == 200 && $status == already_triggered && $again_run == "$GCS_RUN" ]]; then
+  pass gcs-push "gcs push: the same push again is acknowledged as already triggered (run $GCS_RUN)"
+else
+  fail gcs-push "gcs push: again: HTTP $code, status $status, run $again_run"
+fi
+before=$(count_runs)
+code=$(push gcs-unsigned)
+after=$(count_runs)
+if [[ $code == 401 && $before == "$after" ]]; then
+  pass gcs-push "gcs push: a push without a token is refused (401) and runs nothing ($after runs)"
+else
+  fail gcs-push "gcs push: unsigned: HTTP $code, runs $before -> $after (expected 401, unchanged)"
+fi
+if grep -qF "$GCS_TOKEN" "$LOG_DIR/serve.log"; then
+  fail gcs-push "gcs push: serve logged the push token"
+fi
+kill -TERM "$SERVE_PID" 2>/dev/null || true
+log "8 (GCS push through serve) took $((SECONDS - T_GCS))s"
 
 echo "e2e-airflow $INSTALLED_VERSION: $PASSED passed, $FAILED failed"
 ((FAILED == 0))
