@@ -982,8 +982,8 @@ async fn create_table(name: &str) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
+    let config = bucket_trigger::secrets::aws_config().await;
+    let client = aws_sdk_dynamodb::Client::new(config);
     client
         .create_table()
         .table_name(name)

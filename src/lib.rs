@@ -31,6 +31,7 @@ pub mod secrets;
 pub mod store;
 pub mod targets;
 pub mod template;
+pub mod tls;
 
 use std::path::Path;
 

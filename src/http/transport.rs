@@ -184,11 +184,11 @@ pub struct Network {
 }
 
 impl Network {
-    /// Builds the client.
+    /// Builds the client, and lends it to the AWS SDK clients ([`crate::secrets::share_http_client`]).
     pub fn new(settings: &NetworkSettings) -> Result<Network, reqwest::Error> {
         let extra = &settings.ca_certificates;
         let bundled = match settings.tls_roots {
-            TlsRoots::Bundled => bundled_roots_tls(extra)
+            TlsRoots::Bundled => crate::tls::bundled(extra)
                 .inspect_err(|error| tracing::warn!(%error, "bundled TLS roots unusable; using the system store"))
                 .ok(),
             TlsRoots::System => None,
@@ -210,6 +210,8 @@ impl Network {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("bucket-trigger/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        // The AWS SDK clients send through it too: one pool, one TLS configuration.
+        crate::secrets::share_http_client(&client);
         Ok(Network {
             client,
             answer_limit: MAX_ANSWER_BYTES,
@@ -538,26 +540,6 @@ pub fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Strin
         return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_owned());
     }
     Ok(certificates)
-}
-
-/// A rustls client configuration trusting the compiled-in Mozilla roots and `extra`, with the
-/// aws-lc-rs provider (the one the AWS SDK and jsonwebtoken use too).
-fn bundled_roots_tls(
-    extra: &[CertificateDer<'static>],
-) -> Result<rustls::ClientConfig, rustls::Error> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    for certificate in extra {
-        roots.add(certificate.clone())?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tls)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 mod aws;
 mod file;
+mod sdk_http;
 mod ssm;
 
 use std::collections::HashMap;
@@ -17,16 +18,21 @@ use tokio::time::Instant;
 
 pub use aws::SecretsManager;
 pub use file::SecretsFile;
+pub use sdk_http::{sdk_http_client, share_http_client};
 pub use ssm::{ParameterError, ParameterStore};
 
 /// The AWS configuration (region, credentials chain, endpoint overrides), loaded once on first
 /// use and shared by the SDK clients (Parameter Store at cold start, Secrets Manager later,
-/// the idempotency store's DynamoDB).
+/// the idempotency store's DynamoDB). They send through our HTTP client ([`sdk_http_client`]).
 pub async fn aws_config() -> &'static aws_config::SdkConfig {
     static CONFIG: tokio::sync::OnceCell<aws_config::SdkConfig> =
         tokio::sync::OnceCell::const_new();
     CONFIG
-        .get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()))
+        .get_or_init(|| {
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(sdk_http_client())
+                .load()
+        })
         .await
 }
 

@@ -116,6 +116,7 @@ fn invoke_sends_with_secrets_from_secrets_manager_via_aws_endpoint_url() {
     runtime.block_on(async {
         let config = aws_sdk_secretsmanager::Config::builder()
             .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .http_client(bucket_trigger::secrets::sdk_http_client())
             .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
                 "t", "t", None, None, "t",

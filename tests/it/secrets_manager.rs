@@ -144,6 +144,7 @@ async fn an_unreachable_endpoint_is_retryable() {
         .port();
     let config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(bucket_trigger::secrets::sdk_http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .endpoint_url(format!("http://127.0.0.1:{port}"))

@@ -18,6 +18,7 @@ use crate::support::{moto, moto_env, root, unique};
 fn client() -> Client {
     let config = aws_sdk_ssm::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(bucket_trigger::secrets::sdk_http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .endpoint_url(moto())

@@ -233,6 +233,7 @@ pub fn moto_client() -> aws_sdk_secretsmanager::Client {
     use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(bucket_trigger::secrets::sdk_http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .endpoint_url(moto())
@@ -261,6 +262,7 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(bucket_trigger::secrets::sdk_http_client())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
         .endpoint_url(moto())
