@@ -29,6 +29,8 @@ pub const ENV_IDEMPOTENCY_TABLE: &str = "BUCKET_TRIGGER_IDEMPOTENCY_TABLE";
 pub const ENV_FAILURE_QUEUE: &str = "BUCKET_TRIGGER_FAILURE_QUEUE_URL";
 /// The SQS event source's `maxReceiveCount`, when `settings.max_receive_count` is not given.
 pub const ENV_MAX_RECEIVE_COUNT: &str = "BUCKET_TRIGGER_MAX_RECEIVE_COUNT";
+/// Environment variable overriding `settings.prewarm` (`true`/`1`, `false`/`0`).
+pub const ENV_PREWARM: &str = "BUCKET_TRIGGER_PREWARM";
 
 /// Where the configuration comes from: the first of these that is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +135,10 @@ pub struct RawSettings {
     pub max_receive_count: Option<u32>,
     /// CloudWatch metrics (Embedded Metric Format lines in the log) under Lambda.
     pub metrics: Option<RawMetrics>,
+    /// Under Lambda, before the first event (during init): fetch every configured secret,
+    /// mint every target's token and open a connection to every target host, so the first
+    /// event finds them warm (default false; env `BUCKET_TRIGGER_PREWARM`).
+    pub prewarm: Option<bool>,
     /// HTTP push endpoints (Pub/Sub push, Eventarc) served on a Lambda function URL or by
     /// `bucket-trigger serve`, each with how its pusher is authenticated.
     #[serde(default)]
@@ -325,6 +331,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// HTTP push endpoints, each with its checks.
     pub push: Vec<PushEndpoint>,
+    /// Warm secrets, tokens and connections during Lambda's init.
+    pub prewarm: bool,
 }
 
 /// Google's signing keys for the OIDC tokens it mints, as a JSON Web Key Set.
@@ -689,7 +697,21 @@ fn compile_settings(raw: &RawSettings) -> Result<Settings, (String, String)> {
             "must be at least 1 (SQS counts the first receive)".to_owned(),
         ));
     }
+    let prewarm = match std::env::var(ENV_PREWARM) {
+        Ok(text) => match text.trim() {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => {
+                return Err((
+                    ENV_PREWARM.to_owned(),
+                    format!("{text:?} is not true, false, 1 or 0"),
+                ));
+            }
+        },
+        Err(_) => raw.prewarm.unwrap_or(false),
+    };
     let settings = Settings {
+        prewarm,
         failure_queue,
         max_receive_count,
         secrets_ttl: Duration::from_secs(ttl),

@@ -315,6 +315,7 @@ async fn lambda() -> Result<()> {
         .await?
         .with_platform_retries();
     let app: &'static App = Box::leak(Box::new(app));
+    prewarm(app).await;
     // Function URL requests: only to the endpoints of settings.push, each checking its pusher.
     let ingress: Option<&'static Ingress> = match app.config.settings.push.is_empty() {
         true => None,
@@ -330,6 +331,28 @@ async fn lambda() -> Result<()> {
     ))
     .await
     .map_err(|error| anyhow::anyhow!("Lambda runtime failed: {error}"))
+}
+
+/// How long `settings.prewarm` may take (Lambda's init phase is limited to 10 s).
+const PREWARM_WITHIN: Duration = Duration::from_secs(4);
+
+/// `settings.prewarm`: secrets, tokens and connections made ready before the first event.
+async fn prewarm(app: &App) {
+    if !app.config.settings.prewarm {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let done = app.prewarm(PREWARM_WITHIN).await;
+    for problem in &done.problems {
+        tracing::warn!(%problem, "prewarm: left for the first event");
+    }
+    tracing::info!(
+        secrets = done.secrets,
+        signers = done.signers,
+        connections = done.connections,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "prewarmed"
+    );
 }
 
 /// The push endpoints of `config`, with a client of their own for Google's keys.
@@ -370,6 +393,8 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let app = build_app(config, source, false)
         .await?
         .with_platform_retries();
+    // Before listening: Cloud Run sends no request until the port is open.
+    prewarm(&app).await;
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;

@@ -17,6 +17,7 @@ mod lookups;
 mod malformed;
 mod metrics;
 mod mwaa;
+mod prewarm;
 mod props;
 mod push;
 mod rate_limit;

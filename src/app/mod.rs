@@ -2,6 +2,8 @@
 //! invocation's work: plan event × route × target, deliver them concurrently up to
 //! `settings.max_concurrency`, one span and one log line each, and collect the [`Report`].
 
+mod prewarm;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,7 +22,9 @@ use crate::report::{
 use crate::secrets::{SecretCache, SecretSource, SecretsError};
 use crate::store::{DynamoDb, Key, MAX_RECORD_BYTES, Queue, Store, Takeover};
 use crate::targets::Endpoint;
+
 use crate::template::RenderContext;
+pub use prewarm::Prewarmed;
 
 /// Why the app could not be built.
 #[derive(Debug, thiserror::Error)]
