@@ -18,19 +18,39 @@ Measured (all servers on 127.0.0.1; every loop bounded in count and time):
   warm   per-invocation duration (the emulator sends the event -> the function's response has
          arrived) for 1 and 10 records (events/s3-put.json, and 10 records generated from it),
          against the stand-in with 0 ms and 50 ms added latency per request; bucket-trigger,
-         floor and (--compare-log-level, default warn) a second bucket-trigger with a quieter
-         log level invoked in rotation (so load from elsewhere hits all alike), --rounds
-         rounds; plus CPU time per invocation (user + sys from /proc/<pid>/stat).
+         floor, hello (an echo: the runtime alone) and (--compare-log-level, default warn) a
+         second bucket-trigger with a quieter log level invoked in rotation (so load from
+         elsewhere hits all alike), --rounds rounds; plus CPU time per invocation (user + sys
+         from /proc/<pid>/stat).
   rss    VmHWM (peak RSS) from /proc/<pid>/status: a fresh bucket-trigger after a cold start and
          --rss-invocations 10-record invocations; also after the warm run, and hello / floor.
 
 Budgets (PASS/MISS in the table): init <= 2x hello; warm overhead above the floor <= 0.5 ms
 per 10-record invocation; 10 records at 50 ms upstream <= 60 ms; peak RSS <= 25 MB.
 
+Conditions closer to Lambda's (issue 14):
+
+  --cpu-share P     every function process runs in its own cgroup v1 `cpu` group with
+                    cfs_quota = P % x --cpu-period-ms (default 20 ms), joined before exec (a
+                    128 MB function gets about 7.2 % of a vCPU); moto, the stand-in, the TLS
+                    proxy and the Runtime API emulator run free. Default 5 cold starts.
+  --route alteryx   bucket-trigger's route is an Alteryx Gallery v1 workflow: the first
+                    invocation fetches the OAuth 1.0a consumer key/secret from moto and sends
+                    one signed POST .../api/v1/workflows/{appId}/jobs/ (the stand-in checks the
+                    signature and answers {"id": "job-1", "status": "Queued"}).
+  --tls             the stand-in and moto (through a TLS-terminating proxy) over HTTPS, with a
+                    throwaway CA made at run time (settings.ca_bundle + SSL_CERT_FILE for
+                    bucket-trigger, FLOOR_CA_FILE for the floor).
+
+  Every cold start now also invokes hello and floor once, and reads VmHWM of each process just
+  before it is stopped; the report ends with a per-process table (bucket-trigger, hello,
+  floor): init, first invocation, cold total, warm 10 records, peak RSS.
+
 Usage:
   python3 bench/lambda_bench.py --binary target/release/bucket-trigger \\
       --hello target/release/examples/hello --floor target/release/examples/floor \\
-      [--moto .venv/bin/moto_server] [--json out.json] [--quick] [--cold-only]
+      [--moto .venv/bin/moto_server] [--json out.json] [--quick] [--cold-only] \\
+      [--cpu-share 7.2 [--cpu-period-ms 20]] [--route alteryx] [--tls]
   python3 bench/lambda_bench.py report out.json [extra.json]   # markdown table from results
 """
 import argparse
