@@ -4,6 +4,8 @@
 //! over one keep-alive reqwest client (the main crate's reqwest, same features and TLS), then
 //! answers with the statuses. No config, no templates, no secrets, no routing, no logging.
 //! The client is built like bucket-trigger's (same reqwest features, rustls config and roots).
+//! `FLOOR_CA_FILE=ca.pem` trusts that PEM's certificates as well, as bucket-trigger's
+//! `settings.ca_bundle` does (bench/run.sh --tls: a throwaway test CA).
 //!
 //! Built by bench/run.sh: `cargo build --release --example floor`.
 
@@ -52,10 +54,18 @@ async fn main() -> Result<(), Error> {
 }
 
 /// As bucket-trigger's `app::bundled_roots_tls` (private there): Mozilla's roots, compiled in.
-fn bundled_roots_tls() -> Result<rustls::ClientConfig, rustls::Error> {
-    let roots = rustls::RootCertStore {
+/// With FLOOR_CA_FILE, that PEM's certificates are added to the roots.
+fn bundled_roots_tls() -> Result<rustls::ClientConfig, Error> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
+    if let Ok(path) = std::env::var("FLOOR_CA_FILE") {
+        let pem = std::fs::read(&path).map_err(|e| format!("FLOOR_CA_FILE {path}: {e}"))?;
+        for certificate in CertificateDer::pem_slice_iter(&pem) {
+            roots.add(certificate?)?;
+        }
+    }
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -12,9 +12,23 @@
 #   bench/run.sh --no-build         # reuse target/release binaries as they are (careful: a build of the
 #                                   # binary together with examples/tests unifies the dev-dependencies'
 #                                   # features into it: 13.49 MB instead of 12.94 MB was seen)
-#   Extra arguments after `--` go to bench/lambda_bench.py (e.g. -- --cold-runs 40).
+#   Extra arguments after `--` go to bench/lambda_bench.py (e.g. -- --cold-runs 40, -- --no-variants).
 #
-# Output: target/bench/ (results.json, extra.json, table.md, criterion.txt, logs).
+# Cold start as in Lambda (issue 14): these pass through to bench/lambda_bench.py.
+#   bench/run.sh --cpu-share 7.2    # the function processes (bucket-trigger, hello, floor) under a CPU
+#                                   # quota of 7.2 % of one CPU (cgroup v1 cpu, as root; a group per
+#                                   # process, removed at the end); moto, the stand-in and the Runtime API
+#                                   # emulator run free. 5 cold starts per variant by default (3 with --quick)
+#   bench/run.sh --cpu-period-ms 20 # the quota's period (default 20 ms): quota = share x period
+#   bench/run.sh --route alteryx    # bucket-trigger's route is an Alteryx Gallery v1 workflow (OAuth 1.0a,
+#                                   # key/secret from moto) instead of Airflow (basic auth from moto)
+#   bench/run.sh --tls              # the stand-in and moto over HTTPS (a throwaway CA made at run time,
+#                                   # trusted through settings.ca_bundle, SSL_CERT_FILE and FLOOR_CA_FILE)
+#   e.g. bench/run.sh --quick --cpu-share 7.2 --cpu-period-ms 20 --route alteryx --tls
+#
+# Output: target/bench/ (results.json, extra.json, table.md, criterion.txt, logs). table.md ends with
+# a per-process table (init, first invocation, cold total, warm 10 records, peak RSS) whose
+# heading names the share, period, http/https and route.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,17 +36,36 @@ with_criterion=0
 quick=0
 build=1
 passthrough=()
+bench_args=()  # issue 14 options, for bench/lambda_bench.py
+cpu_share=
+tls=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-criterion) with_criterion=1 ;;
     --quick) quick=1 ;;
     --no-build) build=0 ;;
+    --cpu-share|--cpu-period-ms|--route)
+      [ $# -ge 2 ] || { echo "$1 needs a value" >&2; exit 2; }
+      [ "$1" = --cpu-share ] && cpu_share=$2
+      bench_args+=("$1" "$2"); shift ;;
+    --tls) tls=1; bench_args+=(--tls) ;;
     --) shift; passthrough=("$@"); break ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+
+# Check the cgroup before minutes of building (bench/lambda_bench.py checks again, and says why).
+if [ -n "$cpu_share" ]; then
+  probe=/sys/fs/cgroup/cpu/lambda-bench-probe-$$
+  if ! mkdir "$probe" 2>/dev/null; then
+    echo "--cpu-share needs a writable cgroup v1 cpu controller at /sys/fs/cgroup/cpu (run as root;" >&2
+    echo "cgroup v2-only hosts are not supported): mkdir $probe failed" >&2
+    exit 1
+  fi
+  rmdir "$probe"
+fi
 
 out=target/bench
 mkdir -p "$out"
@@ -65,6 +98,11 @@ if [ ! -x .venv/bin/moto_server ]; then
   echo "==> installing moto[server] into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+# --tls makes its test CA with `cryptography` (a moto dependency, so normally there already).
+if [ "$tls" = 1 ] && ! .venv/bin/python -c 'import cryptography' 2>/dev/null; then
+  echo "==> installing cryptography into .venv"
+  .venv/bin/pip install --quiet --disable-pip-version-check cryptography
 fi
 
 echo "==> sizes and duplicate crates"
@@ -116,6 +154,7 @@ echo "==> machine"
   echo "kernel: $(uname -sr)"
   echo "rustc: $(rustc --version)"
   echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "bench options: ${bench_args[*]:-none} ${passthrough[*]:-}"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
 } | tee "$out/machine.txt"
 
@@ -123,7 +162,7 @@ echo "==> bench/lambda_bench.py"
 rm -rf "$out/logs"
 args=(--binary "$bin" --hello "$hello" --floor "$floor" --moto .venv/bin/moto_server --json "$out/results.json" --work-dir "$out/logs")
 [ "$quick" = 1 ] && args+=(--quick)
-python3 bench/lambda_bench.py "${args[@]}" "${passthrough[@]}"
+python3 bench/lambda_bench.py "${args[@]}" "${bench_args[@]}" "${passthrough[@]}"
 echo "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
 
 if [ "$with_criterion" = 1 ]; then
