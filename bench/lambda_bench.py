@@ -13,7 +13,7 @@ Measured (all servers on 127.0.0.1; every loop bounded in count and time):
          invocation of bucket-trigger (1 record): the basic-auth secret fetched from a moto
          Secrets Manager, then the POST to a stand-in Airflow (a ThreadingHTTPServer, 200).
          Diagnostic variants in the same rotation (--no-variants skips them): secrets from a
-         file (no AWS SDK), SSL_CERT_FILE set (no CA-directory scan), settings.tls_roots:
+         file (no AWS SDK), settings.prewarm, SSL_CERT_FILE set (no CA-directory scan), settings.tls_roots:
          system, and the floor with reqwest's default (system) roots.
   warm   per-invocation duration (the emulator sends the event -> the function's response has
          arrived) for 1 and 10 records (events/s3-put.json, and 10 records generated from it),
@@ -834,6 +834,7 @@ def run(args):
         print("cold: %d runs each of bucket-trigger, hello, floor (alternated)" % args.cold_runs, flush=True)
         # Diagnostic variants, to see where init and the first invocation go:
         #   ours_secretsfile   secrets from a file: no AWS SDK at all
+        #   ours_prewarm       BUCKET_TRIGGER_PREWARM=1 (settings.prewarm)
         #   ours_certfile      SSL_CERT_FILE = the CA bundle: rustls-native-certs (the AWS SDK's
         #                      trust store) reads that file only, no scan of the cert directory
         #   ours_systemroots   settings.tls_roots: system (the OS store for the HTTP client)
@@ -847,6 +848,9 @@ def run(args):
         variants = [("ours", args.binary, ours_env), ("hello", args.hello, hello_env), ("floor", args.floor, floor_env)]
         if not args.no_variants:
             variants.append(("ours_secretsfile", args.binary, dict(ours_env, BUCKET_TRIGGER_SECRETS_FILE=secrets_file)))
+            # settings.prewarm: the secret, the credentials and the target connection made ready
+            # during init (the work moves from the first invocation into init).
+            variants.append(("ours_prewarm", args.binary, dict(ours_env, BUCKET_TRIGGER_PREWARM="1")))
             if bundle and not tls:
                 variants.append(("ours_certfile", args.binary, dict(ours_env, SSL_CERT_FILE=bundle)))
             system = bucket_trigger_config(standin.url, ", tls_roots: system" + ca_setting, args.route)
@@ -1036,7 +1040,10 @@ def report_kinds(results):
     add("| Process | Init (ms) | First invocation (ms) | Cold total (ms) | Warm, 10 records (ms) | Peak RSS (MB) |%s" % (
         " Throttled periods, cold |" if throttled else ""))
     add("|---|---|---|---|---|---|%s" % ("---|" if throttled else ""))
-    for key, label in [("ours", "bucket-trigger"), ("hello", "hello"), ("floor", "floor")]:
+    kinds = [("ours", "bucket-trigger"), ("ours_prewarm", "bucket-trigger, prewarm"), ("hello", "hello"), ("floor", "floor")]
+    for key, label in kinds:
+        if key + "_init" not in cold_raw:
+            continue
         row = [median(cold_raw.get(key + suffix, [])) for suffix in ("_init", "_first", "_total")]
         row.append(warm[key]["median"] if key in warm else float("nan"))
         row.append(median(cold_raw.get(key + "_rss", [])))
@@ -1062,6 +1069,7 @@ def report(results, extra=None):
         oi["n"], oi["median"], oi["p90"], hi["median"], hi["p90"], fi["median"], verdict(ratio <= BUDGETS["init_ratio"]), ratio, oi["median"] - hi["median"]))
     labels = [
         ("ours_secretsfile", "secrets from a file (no AWS SDK)"),
+        ("ours_prewarm", "settings.prewarm: secret, credentials, connection during init"),
         ("ours_certfile", "SSL_CERT_FILE=%s (SDK reads the bundle only)" % results.get("ca_bundle")),
         ("ours_systemroots", "settings.tls_roots: system"),
         ("floor_systemroots", "floor with reqwest's default (system) roots"),
