@@ -75,6 +75,7 @@ impl App {
             return Err(ConnectError::CaNotRead(secret.clone()));
         }
         let network = Network::new(&config.settings.network())?;
+        network.lend_to_aws_sdk();
         Ok(App::with_parts(
             config,
             secrets,
@@ -101,6 +102,7 @@ impl App {
                 reason,
             })?;
         let network = Network::new(&network)?;
+        network.lend_to_aws_sdk();
         Ok(App::assemble(
             config,
             cache,

@@ -41,34 +41,23 @@ impl App {
             return done;
         }
         let until = Instant::now() + within;
-        let late = |what: &str| format!("{what}: not done within {} ms", within.as_millis());
 
         // Secrets first: base URLs and credentials come from them.
-        let reads = join_all(
-            self.config
-                .secret_ids
-                .iter()
-                .map(|id| async move { (id, self.secrets.get(id).await.map(|_| ())) }),
-        );
-        match tokio::time::timeout_at(until, reads).await {
-            Ok(reads) => {
-                for (id, read) in reads {
-                    match read {
-                        Ok(()) => done.secrets += 1,
-                        Err(error) => done.problems.push(format!("secret {id:?}: {error}")),
-                    }
-                }
-            }
-            Err(_) => done.problems.push(late("secrets")),
-        }
+        let reads = self.config.secret_ids.iter().map(|id| async move {
+            self.secrets
+                .get(id)
+                .await
+                .map_err(|error| format!("secret {id:?}: {error}"))
+        });
+        let read = settle(until, "secrets", join_all(reads), &mut done.problems).await;
+        done.secrets = read.len();
 
         // Then every target: its root, its credentials (a token minted), its host's origin.
         let endpoints = self.config.routes.iter().flat_map(|route| &route.targets);
-        let signed = join_all(endpoints.map(|endpoint| async move {
-            let root = endpoint
-                .root(&self.secrets)
-                .await
-                .map_err(|error| format!("{}: {error}", endpoint.description))?;
+        let signers = endpoints.map(|endpoint| async move {
+            let failed =
+                |error: &dyn std::fmt::Display| format!("{}: {error}", endpoint.description);
+            let root = endpoint.root(&self.secrets).await.map_err(|e| failed(&e))?;
             let guard = ClearTextGuard::new(self.transport.as_ref(), endpoint.allow_http);
             let cx = SignContext {
                 secrets: &self.secrets,
@@ -84,49 +73,60 @@ impl App {
                 .auth
                 .sign(&mut request, &cx)
                 .await
-                .map_err(|error| format!("{}: {error}", endpoint.description))?;
-            Ok::<_, String>((origin(&root), endpoint.allow_http))
-        }));
-        let mut origins = BTreeSet::new();
-        match tokio::time::timeout_at(until, signed).await {
-            Ok(signed) => {
-                for result in signed {
-                    match result {
-                        Ok((Some(origin), allow_http)) => {
-                            done.signers += 1;
-                            origins.insert((origin, allow_http));
-                        }
-                        Ok((None, _)) => done.signers += 1,
-                        Err(problem) => done.problems.push(problem),
-                    }
-                }
-            }
-            Err(_) => done.problems.push(late("credentials and tokens")),
-        }
+                .map_err(|e| failed(&e))?;
+            Ok((origin(&root), endpoint.allow_http))
+        });
+        let signed = settle(
+            until,
+            "credentials and tokens",
+            join_all(signers),
+            &mut done.problems,
+        )
+        .await;
+        done.signers = signed.len();
+        let origins: BTreeSet<(Url, bool)> = signed
+            .into_iter()
+            .filter_map(|(origin, allow_http)| Some((origin?, allow_http)))
+            .collect();
 
         // A connection per host: `HEAD /`, unsigned, its answer ignored; the pool keeps it.
-        let opened = join_all(origins.iter().map(|(origin, allow_http)| async move {
+        let connects = origins.iter().map(|(origin, allow_http)| async move {
             let guard = ClearTextGuard::new(self.transport.as_ref(), *allow_http);
             let request = Request::new(Method::HEAD, origin.clone());
-            let timeout = self.config.settings.request_timeout;
-            match guard.send(&request, timeout).await {
+            match guard
+                .send(&request, self.config.settings.request_timeout)
+                .await
+            {
                 Sent::Answered(_) | Sent::Printed(_) => Ok(()),
                 Sent::Failed(error) => Err(format!("{}: {error}", origin.as_str())),
             }
-        }));
-        match tokio::time::timeout_at(until, opened).await {
-            Ok(opened) => {
-                for result in opened {
-                    match result {
-                        Ok(()) => done.connections += 1,
-                        Err(problem) => done.problems.push(problem),
-                    }
-                }
-            }
-            Err(_) => done.problems.push(late("connections")),
-        }
+        });
+        let opened = settle(until, "connections", join_all(connects), &mut done.problems).await;
+        done.connections = opened.len();
         done
     }
+}
+
+/// What of `work` went well by `until`; what did not goes to `problems`, one line each (or one
+/// line saying `what` was not done in time).
+async fn settle<T>(
+    until: Instant,
+    what: &str,
+    work: impl Future<Output = Vec<Result<T, String>>>,
+    problems: &mut Vec<String>,
+) -> Vec<T> {
+    let Ok(results) = tokio::time::timeout_at(until, work).await else {
+        problems.push(format!("{what}: not done in time"));
+        return Vec::new();
+    };
+    let mut done = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(value) => done.push(value),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    done
 }
 
 /// `scheme://host:port/` of `url`, if it has a host.

@@ -184,7 +184,7 @@ pub struct Network {
 }
 
 impl Network {
-    /// Builds the client, and lends it to the AWS SDK clients ([`crate::secrets::share_http_client`]).
+    /// Builds the client.
     pub fn new(settings: &NetworkSettings) -> Result<Network, reqwest::Error> {
         let extra = &settings.ca_certificates;
         let bundled = match settings.tls_roots {
@@ -210,12 +210,17 @@ impl Network {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("bucket-trigger/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        // The AWS SDK clients send through it too: one pool, one TLS configuration.
-        crate::secrets::share_http_client(&client);
         Ok(Network {
             client,
             answer_limit: MAX_ANSWER_BYTES,
         })
+    }
+
+    /// Makes the AWS SDK clients send through this client too (one pool, one TLS
+    /// configuration, its private CAs trusted): the app's network does, not the side clients
+    /// (Google's keys, S3 listings), which would replace it with one of their own.
+    pub fn lend_to_aws_sdk(&self) {
+        crate::secrets::share_http_client(&self.client);
     }
 
     /// The same client, reading up to `bytes` of each answer instead of [`MAX_ANSWER_BYTES`]:

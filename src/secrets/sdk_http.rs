@@ -5,8 +5,8 @@
 //! SDK's default client reads and parses the system store on first use, which at a 128 MB
 //! Lambda's CPU share costs tens of milliseconds of the first invocation.
 //!
-//! Which client: the one the app's network uses (shared by [`share_http_client`] when it is
-//! built, so private CAs of `settings.ca_bundle` are trusted here too), else one of our own
+//! Which client: the one the app's network uses (lent by `Network::lend_to_aws_sdk` when the
+//! app is built, so private CAs of `settings.ca_bundle` are trusted here too), else one of our own
 //! with the compiled-in roots (a configuration read from Parameter Store before the network
 //! exists).
 
